@@ -1,0 +1,3 @@
+"""PKDOT inference service: FastAPI + ONNX Runtime + MediaPipe. Never imports torch or `training`."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,82 @@
+"""Face detection with MediaPipe's BlazeFace short-range model (bundled in the mediapipe 0.10.21 wheel).
+
+The detector is not thread-safe: a `FaceDetector` serialises calls with a lock, and each worker thread that needs
+throughput owns its own detector.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class FaceBox:
+    """A face in pixel coordinates of the frame it was found in: top-left corner, width, height, and score."""
+
+    x: float
+    y: float
+    w: float
+    h: float
+    score: float
+
+    @property
+    def area(self) -> float:
+        return self.w * self.h
+
+    def as_list(self) -> list[float]:
+        return [self.x, self.y, self.w, self.h]
+
+
+class FaceDetector:
+    """Largest-face detector over RGB uint8 frames (H, W, 3).
+
+    model: "short" (BlazeFace short range, faces within ~2 m, the webcam case) or "full" (full range).
+    """
+
+    def __init__(self, min_score: float = 0.5, model: str = "short") -> None:
+        if model not in ("short", "full"):
+            raise ValueError(f"model must be 'short' or 'full', not {model!r}")
+        if not 0.0 < min_score < 1.0:
+            raise ValueError(f"min_score must be in (0, 1), not {min_score}")
+        from mediapipe.python.solutions import face_detection  # imported lazily: it loads TFLite
+
+        self.min_score = min_score
+        self.model = model
+        self._detector = face_detection.FaceDetection(
+            model_selection=0 if model == "short" else 1, min_detection_confidence=min_score
+        )
+        self._lock = threading.Lock()
+
+    def detect(self, rgb: np.ndarray) -> list[FaceBox]:
+        """All faces in the frame, largest first. `rgb` is uint8 (H, W, 3) in RGB order."""
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+            raise ValueError(f"expected an RGB uint8 image (H, W, 3), got {rgb.dtype} {rgb.shape}")
+        h, w = rgb.shape[:2]
+        with self._lock:
+            result = self._detector.process(np.ascontiguousarray(rgb))
+        faces = []
+        for det in result.detections or []:
+            rel = det.location_data.relative_bounding_box
+            x0, y0 = max(rel.xmin * w, 0.0), max(rel.ymin * h, 0.0)
+            x1, y1 = min((rel.xmin + rel.width) * w, w), min((rel.ymin + rel.height) * h, h)
+            if x1 - x0 < 2 or y1 - y0 < 2:
+                continue
+            faces.append(FaceBox(x0, y0, x1 - x0, y1 - y0, float(det.score[0])))
+        return sorted(faces, key=lambda f: f.area, reverse=True)
+
+    def largest(self, rgb: np.ndarray) -> FaceBox | None:
+        faces = self.detect(rgb)
+        return faces[0] if faces else None
+
+    def close(self) -> None:
+        with self._lock:
+            self._detector.close()
+
+    def __enter__(self) -> FaceDetector:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,6 @@
+"""PKDOT training: datasets, synthetic data, models, losses, distillation, metrics and export (PyTorch).
+
+Importing this package never imports torch; the modules that need it import it themselves.
+"""
+
+__version__ = "0.1.0"
