@@ -1,0 +1,152 @@
+"""Typed run configuration: dataclasses with commented defaults, one small TOML file per experiment in `configs/`,
+command-line overrides (`--set optim.lr=3e-4`), and the resolved configuration saved as `config.json` in every run.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import json
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from training.errors import ConfigError
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "biovid"  # "biovid" | "affwild2"
+    root: str = ""  # dataset root in its release layout (only read)
+    cache: str = ""  # face-crop cache written by `pkdot prepare`
+    pain_classes: str = "five"  # BioVid: "five" (BL1, PA1..PA4 -> 0..4) | "binary" (BL1 vs PA4)
+    num_frames: int = 8  # T frames per clip (TSN sampling over the 5.5 s BioVid window; a window for Aff-Wild2)
+    frame_stride: int = 2  # Aff-Wild2: frames between clip frames
+    channels: list[str] = field(default_factory=lambda: ["gsr", "emg_trapezius"])  # BioVid privileged channels
+    signal: str = "raw"  # BioVid privileged transform: "raw" | "spectrogram"
+    split: str = "subject-kfold"  # "subject-kfold" | "loso" | "sample-stratified" (released code; leaks subjects)
+    folds: int = 4  # k of the k-fold split
+    fold: int = 0  # which fold is the test fold
+    val_fraction: float = 0.25  # share of the training subjects held out for validation (epoch selection)
+    split_seed: int = 0
+    clips_per_video: int = 32  # Aff-Wild2: clips drawn per video per epoch
+    workers: int = 0  # DataLoader worker processes
+
+
+@dataclass
+class OptimConfig:
+    optimizer: str = "adam"  # "adam" | "sgd"
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    momentum: float = 0.9  # sgd only
+    epochs: int = 20
+    batch_size: int = 32
+    drop_last: bool = True  # PKDOT's structure loss needs full batches
+    plateau_patience: int = 3  # ReduceLROnPlateau on the validation metric
+    plateau_factor: float = 0.5
+    grad_clip: float = 5.0
+
+
+@dataclass
+class KDConfig:
+    method: str = "none"  # a key of training.losses.KD_LOSSES
+    weight: float = 0.6  # λ in loss = task_loss + λ·kd_loss (PKDOT paper: 0.6)
+    params: dict[str, Any] = field(default_factory=dict)  # method options, e.g. pkdot: {k: 30, eps: 0.01}
+
+
+@dataclass
+class RunConfig:
+    kind: str = "teacher"  # "teacher" | "tnet" | "student"
+    task: str = "pain"  # "pain" | "affect"
+    model: dict[str, Any] = field(default_factory=dict)  # {"name": <training.models registry key>, **kwargs}
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    kd: KDConfig = field(default_factory=KDConfig)
+    teacher_run: str = ""  # students and T-Nets: the teacher's run folder
+    tnet_run: str = ""  # paper student: the T-Net's run folder (loaded, unlike the released code)
+    seed: int = 0
+    device: str = "cpu"  # "cpu" | "cuda" | "cuda:N"
+    threads: int = 0  # torch intra-op threads (0: torch's default)
+    out: str = "runs/run"  # run folder
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def save(self, path: str | os.PathLike) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+
+def _from_dict(cls: type, values: dict[str, Any], where: str) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(values) - set(fields)
+    if unknown:
+        raise ConfigError(f"{where}: unknown option(s) {', '.join(sorted(unknown))}; known: {', '.join(fields)}")
+    kwargs = {}
+    for name, value in values.items():
+        sub = fields[name].default_factory if fields[name].default_factory is not dataclasses.MISSING else None
+        if sub is not None and dataclasses.is_dataclass(sub):
+            kwargs[name] = _from_dict(sub, value, f"{where}.{name}")
+        else:
+            kwargs[name] = value
+    return cls(**kwargs)
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text  # a bare string
+
+
+def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """`section.key=value` strings (values parsed as Python literals, else strings) applied to a nested dict."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not KEY=VALUE (e.g. optim.lr=3e-4)")
+        key, text = item.split("=", 1)
+        node = values
+        *parents, leaf = key.strip().split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: {p} is not a section")
+        node[leaf] = _parse_value(text.strip())
+    return values
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None,
+                **top: Any) -> RunConfig:
+    """Defaults <- TOML file <- keyword arguments <- `--set` overrides. Raises ConfigError naming the problem."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        try:
+            values = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} not found") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path}: {exc}") from None
+    for key, value in top.items():
+        if value is not None:
+            apply_overrides(values, [f"{key}={value!r}"])
+    apply_overrides(values, overrides or [])
+    cfg = _from_dict(RunConfig, values, str(path or "config"))
+    _validate(cfg)
+    return cfg
+
+
+def _validate(cfg: RunConfig) -> None:
+    checks = [
+        (cfg.kind in ("teacher", "tnet", "student"), f"kind must be teacher, tnet or student, not {cfg.kind!r}"),
+        (cfg.task in ("pain", "affect"), f"task must be pain or affect, not {cfg.task!r}"),
+        (cfg.data.dataset in ("biovid", "affwild2"), "data.dataset must be biovid or affwild2"),
+        (cfg.data.pain_classes in ("five", "binary"), "data.pain_classes must be five or binary"),
+        (cfg.optim.epochs >= 1 and cfg.optim.batch_size >= 2, "optim.epochs >= 1 and optim.batch_size >= 2"),
+        (cfg.optim.optimizer in ("adam", "sgd"), "optim.optimizer must be adam or sgd"),
+        (cfg.optim.lr > 0, "optim.lr must be positive"),
+        (0 <= cfg.data.fold < cfg.data.folds or cfg.data.split == "loso", "data.fold must be in [0, data.folds)"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)

@@ -1,0 +1,94 @@
+"""Figures written into run folders: learning curves, confusion matrix, valence/arousal scatter, the teacher and
+student similarity matrices with their OT divergence, and the experiment's bar chart. Matplotlib, no display."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def learning_curves(history: Sequence[dict], path: str | os.PathLike, primary: str) -> None:
+    """history: one dict per epoch with `epoch`, `train_loss`, `val_loss` and `val_<primary>`."""
+    plt = _pyplot()
+    epochs = [h["epoch"] for h in history]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
+    a.plot(epochs, [h["train_loss"] for h in history], label="train")
+    a.plot(epochs, [h["val_loss"] for h in history], label="validation")
+    a.set(xlabel="epoch", ylabel="loss", title="Loss")
+    a.legend()
+    b.plot(epochs, [h[f"val_{primary}"] for h in history], color="tab:green")
+    best = int(np.argmax([h[f"val_{primary}"] for h in history]))
+    b.axvline(epochs[best], color="grey", ls="--", lw=1, label=f"best (epoch {epochs[best]})")
+    b.set(xlabel="epoch", ylabel=primary, title=f"Validation {primary}")
+    b.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def confusion(cm: np.ndarray, labels: Sequence[str], path: str | os.PathLike, title: str) -> None:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(4.6, 4.0))
+    norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    for i in range(cm.shape[0]):
+        for j in range(cm.shape[1]):
+            ax.text(j, i, str(cm[i, j]), ha="center", va="center", color="white" if norm[i, j] > 0.5 else "black")
+    ax.set(xticks=range(len(labels)), yticks=range(len(labels)), xticklabels=labels, yticklabels=labels,
+           xlabel="predicted", ylabel="true", title=title)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def va_scatter(va_true: np.ndarray, va_pred: np.ndarray, path: str | os.PathLike, title: str) -> None:
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.8))
+    for d, (ax, name) in enumerate(zip(axes, ("valence", "arousal"), strict=True)):
+        ax.scatter(va_true[:, d], va_pred[:, d], s=6, alpha=0.5)
+        ax.plot([-1, 1], [-1, 1], color="grey", lw=1, ls="--")
+        ax.set(xlim=(-1, 1), ylim=(-1, 1), xlabel=f"true {name}", ylabel=f"predicted {name}", aspect="equal")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def similarity_matrices(a_t: np.ndarray, a_s: np.ndarray, divergence: float, path: str | os.PathLike) -> None:
+    """Cosine-similarity matrices (B, B) of one batch of teacher and student embeddings, side by side."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.8))
+    for ax, m, title in zip(axes, (a_t, a_s, a_t - a_s), ("teacher", "student", "teacher − student"), strict=True):
+        im = ax.imshow(m, cmap="RdBu_r" if "−" in title else "viridis", vmin=-1, vmax=1)
+        ax.set(title=title, xticks=[], yticks=[])
+        fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.suptitle(f"Batch similarity structure; PKDOT OT divergence = {divergence:.4f}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def method_bars(rows: Sequence[dict], metric: str, path: str | os.PathLike, title: str) -> None:
+    """rows: {"method", "mean", "std"}; one bar per method with its standard deviation over runs."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(max(5, 0.9 * len(rows)), 3.8))
+    x = np.arange(len(rows))
+    ax.bar(x, [r["mean"] for r in rows], yerr=[r["std"] for r in rows], capsize=3,
+           color=["tab:orange" if r["method"] == "teacher" else "tab:blue" for r in rows])
+    ax.set(xticks=x, ylabel=metric, title=title)
+    ax.set_xticklabels([r["method"] for r in rows], rotation=30, ha="right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
