@@ -1,0 +1,295 @@
+"""BioVid Heat Pain Database, Part A, in its release layout.
+
+    <root>/samples.csv                                         tab-separated, header subject_id subject_name
+                                                               class_id class_name sample_id sample_name
+    <root>/video/<subject_name>/<sample_name>.mp4              25 fps, 5.5 s
+    <root>/biosignals_filtered/<subject_name>/<sample_name>_bio.csv
+
+Faces come from the face-crop cache written by `pkdot prepare` (key `<subject_name>/<sample_name>`), biosignals
+from the release files through `service.preprocessing.signals` (the functions the service's teacher endpoint uses).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from service.preprocessing.crop import to_model_input
+from service.preprocessing.signals import (
+    BIOSIGNAL_CHANNELS,
+    BIOVID_RATE_HZ,
+    NORMALISATIONS,
+    SignalError,
+    biosignal_window,
+    read_biosignal_csv,
+    spectrogram,
+)
+from training.data.cache import CropCache
+from training.data.skipping import SkipLog, SkippedSample
+from training.errors import ConfigError, DatasetError
+
+log = logging.getLogger(__name__)
+
+SAMPLES_CSV = "samples.csv"
+SAMPLE_COLUMNS = ("subject_id", "subject_name", "class_id", "class_name", "sample_id", "sample_name")
+CLASS_NAMES = ("BL1", "PA1", "PA2", "PA3", "PA4")  # class_id 0..4: baseline, then heat pain levels 1..4
+WINDOW_S = 5.5  # every Part A sample is a 5.5 s window
+TASKS = ("five", "binary")  # five levels 0..4, or BL1 (0) vs PA4 (1)
+SIGNALS = ("raw", "spectrogram")
+
+
+@dataclass(frozen=True)
+class BioVidSample:
+    subject_id: int
+    subject_name: str  # e.g. 071309_w_21
+    class_id: int  # 0..4 = BL1, PA1, PA2, PA3, PA4
+    class_name: str
+    sample_id: int
+    sample_name: str  # e.g. 071309_w_21-BL1-081
+    video_path: Path  # <root>/video/<subject_name>/<sample_name>.mp4
+    biosignal_path: Path  # <root>/biosignals_filtered/<subject_name>/<sample_name>_bio.csv
+
+    @property
+    def key(self) -> str:
+        """The face-crop cache key."""
+        return f"{self.subject_name}/{self.sample_name}"
+
+    @property
+    def subject(self) -> str:
+        """The person, for subject-independent splits."""
+        return self.subject_name
+
+
+def read_samples_csv(root: str | os.PathLike) -> list[BioVidSample]:
+    """Every sample listed in `<root>/samples.csv`, in file order, with the paths of its video and biosignals.
+
+    Columns are found by header name (extra columns are ignored). Raises DatasetError naming the file for: a root
+    without samples.csv, missing columns, a row with too few fields, a non-integer id, a class_id outside 0..4 or a
+    class_name that does not match it, a duplicated sample_name. Does not check that the files exist.
+    """
+    root = Path(root)
+    path = root / SAMPLES_CSV
+    if not path.is_file():
+        nested = root / "PartA" / SAMPLES_CSV
+        hint = f" (found {nested}: pass its folder)" if nested.is_file() else ""
+        raise DatasetError(f"{root} is not a BioVid Part A root: expected {SAMPLES_CSV} (tab-separated, columns "
+                           f"{' '.join(SAMPLE_COLUMNS)}) with video/ and biosignals_filtered/ beside it{hint}")
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"{path}: unreadable ({exc})") from None
+    lines = [ln for ln in lines if ln.strip()]
+    if not lines:
+        raise DatasetError(f"{path}: empty; expected a header {' '.join(SAMPLE_COLUMNS)} (tab-separated)")
+    header = [h.strip() for h in lines[0].split("\t")]
+    missing = [c for c in SAMPLE_COLUMNS if c not in header]
+    if missing:
+        raise DatasetError(f"{path}: missing column(s) {', '.join(missing)} in the header (has: {', '.join(header)}); "
+                           "the file must be tab-separated")
+    col = {c: header.index(c) for c in SAMPLE_COLUMNS}
+    samples, seen = [], set()
+    for lineno, line in enumerate(lines[1:], start=2):
+        fields = [f.strip() for f in line.split("\t")]
+        if len(fields) <= max(col.values()):
+            raise DatasetError(f"{path}, line {lineno}: {len(fields)} field(s), expected {len(header)}")
+        row = {c: fields[i] for c, i in col.items()}
+        ints = {}
+        for c in ("subject_id", "class_id", "sample_id"):
+            try:
+                ints[c] = int(row[c])
+            except ValueError:
+                raise DatasetError(f"{path}, line {lineno}: {c} {row[c]!r} is not an integer") from None
+        if not 0 <= ints["class_id"] < len(CLASS_NAMES):
+            raise DatasetError(f"{path}, line {lineno}: class_id {ints['class_id']} is not in 0..4")
+        if row["class_name"] != CLASS_NAMES[ints["class_id"]]:
+            raise DatasetError(f"{path}, line {lineno}: class_name {row['class_name']!r} does not match class_id "
+                               f"{ints['class_id']} ({CLASS_NAMES[ints['class_id']]})")
+        subject, name = row["subject_name"], row["sample_name"]
+        if not subject or not name or "/" in subject + name or subject in (".", ".."):
+            raise DatasetError(f"{path}, line {lineno}: invalid subject_name {subject!r} or sample_name {name!r}")
+        if name in seen:
+            raise DatasetError(f"{path}, line {lineno}: sample_name {name!r} appears twice")
+        seen.add(name)
+        samples.append(BioVidSample(
+            subject_id=ints["subject_id"], subject_name=subject, class_id=ints["class_id"],
+            class_name=row["class_name"], sample_id=ints["sample_id"], sample_name=name,
+            video_path=root / "video" / subject / f"{name}.mp4",
+            biosignal_path=root / "biosignals_filtered" / subject / f"{name}_bio.csv",
+        ))
+    return samples
+
+
+def tsn_indices(n: int, num_segments: int, train: bool, rng: np.random.Generator | None = None) -> np.ndarray:
+    """TSN sampling: positions (num_segments,) in 0..n-1, one per equal segment of range(n), in order.
+
+    Segment k covers [floor(k n / T), floor((k + 1) n / T)); training draws a uniform position inside it,
+    evaluation takes its centre (deterministic). With n < T, segments are one position wide and repeat.
+    """
+    if n < 1 or num_segments < 1:
+        raise ValueError(f"need n >= 1 and num_segments >= 1, got {n}, {num_segments}")
+    edges = np.floor(np.linspace(0, n, num_segments + 1)).astype(np.int64)  # (T + 1,)
+    lo = np.minimum(edges[:-1], n - 1)  # (T,)
+    hi = np.maximum(edges[1:], lo + 1)  # (T,) exclusive
+    if not train:
+        return (lo + hi - 1) // 2
+    rng = rng or np.random.default_rng()
+    return lo + (rng.random(num_segments) * (hi - lo)).astype(np.int64)
+
+
+class BioVidDataset(Dataset):
+    """BioVid Part A samples: face frames from the crop cache and biosignals from the release files.
+
+    Each item is a dict:
+        video    float32 tensor (T, 3, S, S)  T = num_frames TSN-sampled face crops, normalised by `to_model_input`
+        signal   float32 tensor (C, L) for signal="raw" (L = 2816 at 512 Hz: the z-scored 5.5 s window) or
+                 (C, F, T') for signal="spectrogram" ((C, 65, 127) at 512 Hz); absent when with_signal=False
+        label    int  class_id 0..4 (task="five") or 0 = BL1, 1 = PA4 (task="binary")
+        subject  str  subject_name
+        key      str  `<subject_name>/<sample_name>`
+
+    samples: the samples to use (a split's list of BioVidSample, or their keys); None = all of samples.csv.
+    task="binary" keeps only BL1 and PA4 (the other classes are left out, not counted as skipped).
+    A sample whose video file or biosignal file is missing, whose biosignal is unreadable or lacks a channel, or
+    whose cache entry is missing, corrupt or has no face in any frame is skipped with a warning and recorded in
+    `skipped` (strict=True raises DatasetError on the first instead). check_videos=True also opens every video
+    (slower; by default the cache entry, which `pkdot prepare` only writes for a decodable video, stands for it).
+    Biosignal windows are read and checked once, in the constructor, and kept in memory (C * L floats each).
+    """
+
+    def __init__(self, root: str | os.PathLike, cache: str | os.PathLike | CropCache,
+                 samples: Sequence[BioVidSample | str] | None = None, *, num_frames: int = 10, train: bool = False,
+                 channels: Sequence[str] = ("gsr",), signal: str = "raw", task: str = "five",
+                 with_signal: bool = True, strict: bool = False, check_videos: bool = False,
+                 normalise: str = "zscore") -> None:
+        if task not in TASKS:
+            raise ConfigError(f"unknown BioVid task {task!r}: choose one of {', '.join(TASKS)}")
+        if signal not in SIGNALS:
+            raise ConfigError(f"unknown signal form {signal!r}: choose one of {', '.join(SIGNALS)}")
+        unknown = [c for c in channels if c not in BIOSIGNAL_CHANNELS]
+        if not channels or unknown:
+            raise ConfigError(f"biosignal channels must be some of {', '.join(BIOSIGNAL_CHANNELS)}, "
+                              f"got {list(channels)}")
+        if num_frames < 1:
+            raise ConfigError(f"num_frames must be at least 1, not {num_frames}")
+        self.root = Path(root)
+        self.cache = cache if isinstance(cache, CropCache) else CropCache(cache)
+        meta = self.cache.read_meta()
+        if meta.get("dataset", "biovid") != "biovid":
+            raise DatasetError(f"{self.cache.root} is a face-crop cache of {meta['dataset']!r}, not of BioVid")
+        self.spec = self.cache.spec
+        self.num_frames, self.train, self.task = num_frames, train, task
+        self.channels, self.signal, self.with_signal = tuple(channels), signal, with_signal
+        if normalise not in NORMALISATIONS:
+            raise ConfigError(f"unknown biosignal normalisation {normalise!r}: choose one of "
+                              f"{', '.join(NORMALISATIONS)}")
+        self.normalise = normalise
+
+        everything = read_samples_csv(self.root)
+        if samples is None:
+            wanted = everything
+        else:
+            by_key = {s.key: s for s in everything}
+            unknown_keys = [s for s in samples if isinstance(s, str) and s not in by_key]
+            if unknown_keys:
+                raise DatasetError(f"{len(unknown_keys)} sample key(s) not in {self.root / SAMPLES_CSV}, "
+                                   f"e.g. {unknown_keys[0]!r}")
+            wanted = [by_key[s] if isinstance(s, str) else s for s in samples]
+        if task == "binary":
+            wanted = [s for s in wanted if s.class_id in (0, 4)]
+
+        self._skips = SkipLog(strict, log)
+        self.samples: list[BioVidSample] = []
+        self._frames: list[np.ndarray] = []  # per sample: positions of the cached crops inside the 5.5 s window
+        self._signals: list[np.ndarray] = []  # per sample: float32 (C, L)
+        for s in wanted:
+            loaded = self._load(s, check_videos)
+            if loaded is not None:
+                self.samples.append(s)
+                self._frames.append(loaded[0])
+                self._signals.append(loaded[1])
+        if not self.samples:
+            raise DatasetError(f"no usable BioVid sample in {self.root} ({len(wanted)} requested, "
+                               f"{len(self.skipped)} skipped: {self.skip_counts})")
+        if self.skipped:
+            log.warning("BioVid %s: %d of %d samples skipped (%s)", self.root, len(self.skipped), len(wanted),
+                        self.skip_counts)
+
+    def _load(self, s: BioVidSample, check_videos: bool) -> tuple[np.ndarray, np.ndarray] | None:
+        skip = self._skips.skip
+        if not s.video_path.is_file():
+            return skip(s.key, "video missing", f"{s.video_path}: video file not found")
+        if check_videos:
+            from service.preprocessing.media import MediaError, video_info
+
+            try:
+                video_info(s.video_path)
+            except MediaError as exc:
+                return skip(s.key, "video unreadable", f"{s.video_path}: {exc}")
+        if not s.biosignal_path.is_file():
+            return skip(s.key, "biosignal missing", f"{s.biosignal_path}: biosignal file not found")
+        try:
+            rate, chans = read_biosignal_csv(s.biosignal_path, expected_rate_hz=BIOVID_RATE_HZ)
+            window = biosignal_window(chans, rate, self.channels, 0.0, WINDOW_S, normalise=self.normalise)  # (C, L)
+        except SignalError as exc:
+            detail = str(exc) if str(s.biosignal_path) in str(exc) else f"{s.biosignal_path}: {exc}"
+            return skip(s.key, "biosignal unreadable", detail)
+        if not self.cache.has(s.key):
+            return skip(s.key, "not in cache", f"{s.video_path}: no face crops in the cache {self.cache.root} "
+                        "(run `pkdot prepare`)")
+        try:
+            cached = self.cache.read(s.key)
+        except DatasetError as exc:
+            return skip(s.key, "cache unreadable", f"{s.video_path}: {exc}")
+        if not cached.face_found:
+            return skip(s.key, "no face", f"{s.video_path}: no face was found in any frame")
+        # the crops inside the 5.5 s window, in frame order (the whole clip for a standard Part A video)
+        order = np.argsort(cached.frame_index, kind="stable")
+        if cached.fps > 0:
+            inside = cached.frame_index[order] < np.ceil(WINDOW_S * cached.fps)
+            order = order[inside] if inside.any() else order
+        return order.astype(np.int64), window
+
+    @property
+    def skipped(self) -> list[SkippedSample]:
+        """SkippedSample(key, reason, detail) for every skipped sample."""
+        return self._skips.items
+
+    @property
+    def skip_counts(self) -> dict[str, int]:
+        return self._skips.counts()
+
+    @property
+    def labels(self) -> list[int]:
+        return [self._label(s) for s in self.samples]
+
+    @property
+    def num_classes(self) -> int:
+        return 2 if self.task == "binary" else len(CLASS_NAMES)
+
+    def _label(self, s: BioVidSample) -> int:
+        return int(s.class_id == 4) if self.task == "binary" else s.class_id
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> dict:
+        s = self.samples[i]
+        order = self._frames[i]
+        # torch's RNG: seeded per DataLoader worker and by torch.manual_seed, so runs are reproducible
+        rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,)))) if self.train else None
+        pick = order[tsn_indices(len(order), self.num_frames, self.train, rng)]  # (T,) rows of the cache entry
+        crops = np.asarray(self.cache.read(s.key).crops[pick])  # (T, S, S, 3) uint8
+        item = {"video": torch.from_numpy(to_model_input(crops, self.spec)),  # (T, 3, S, S)
+                "label": self._label(s), "subject": s.subject_name, "key": s.key}
+        if self.with_signal:
+            x = self._signals[i]  # (C, L), kept for the next epoch: the item gets a copy
+            x = spectrogram(x, BIOVID_RATE_HZ) if self.signal == "spectrogram" else x.copy()  # (C, F, T') or (C, L)
+            item["signal"] = torch.from_numpy(x)
+        return item
