@@ -3,25 +3,69 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from pathlib import Path
+
+# flag -> settings field; every other setting is read from its PKDOT_* environment variable
+FLAGS = ("host", "port", "workers", "models_dir", "providers", "require_gpu", "teacher", "skip_broken_models",
+         "max_batch_size", "max_batch_delay_ms", "detect_every", "max_streams", "log_level", "log_format",
+         "cors_origins", "inference_threads", "ort_intra_op_threads")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", help="bind address (default 127.0.0.1; PKDOT_HOST)")
     p.add_argument("--port", type=int, help="port (default 8000; PKDOT_PORT)")
+    p.add_argument("--workers", type=int, help="worker processes, each with every model (default 1; PKDOT_WORKERS)")
     p.add_argument("--models-dir", type=Path, help="folder of exported models (default models/; PKDOT_MODELS_DIR)")
-    p.add_argument("--providers", choices=["auto", "cpu", "cuda", "tensorrt"], help="ONNX Runtime providers")
+    p.add_argument("--providers", choices=["auto", "cpu", "cuda", "tensorrt"],
+                   help="ONNX Runtime providers (default auto: TensorRT > CUDA > CPU; PKDOT_PROVIDERS)")
+    p.add_argument("--require-gpu", action="store_true", default=None,
+                   help="readiness fails unless every model runs on a GPU (PKDOT_REQUIRE_GPU)")
+    p.add_argument("--teacher", choices=["auto", "on", "off"],
+                   help="load teacher models: auto where a folder exists (default), on (required), off (PKDOT_TEACHER)")
+    p.add_argument("--skip-broken-models", action="store_true", default=None,
+                   help="leave broken model folders out (listed in /readyz) instead of refusing to start")
+    p.add_argument("--max-batch-size", type=int, help="rows per ONNX Runtime call (default 8)")
+    p.add_argument("--max-batch-delay-ms", type=float, help="how long a batch waits for more rows (default 0)")
+    p.add_argument("--detect-every", type=int, help="streams: full face detection every N frames (default 5)")
+    p.add_argument("--max-streams", type=int, help="concurrent WebSocket streams (default 16)")
+    p.add_argument("--inference-threads", type=int, help="threads running ONNX Runtime calls (default 2)")
+    p.add_argument("--ort-intra-op-threads", type=int, help="ONNX Runtime threads per call (default 0: one per core)")
+    p.add_argument("--cors-origins", nargs="*", help="allowed CORS origins (default none)")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--log-format", choices=["json", "text"], help="log lines (default json)")
 
 
 def run(args: argparse.Namespace) -> int:
+    import json
+
     import uvicorn
+    from pydantic import ValidationError
 
     from service.app import create_app
     from service.core.config import Settings
+    from service.core.logging import configure_logging
+    from service.server import Server, uvicorn_config, uvicorn_options
 
-    overrides = {k: v for k, v in vars(args).items() if k in Settings.model_fields and v is not None}
-    settings = Settings(**overrides)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level,
-                ws_per_message_deflate=False)
-    return 0
+    overrides = {k: v for k, v in vars(args).items() if k in FLAGS and v is not None}
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        print(f"pkdot serve: invalid settings: {problems}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level, settings.log_format)
+    if settings.workers > 1:  # each worker process builds its app from the environment
+        for key, value in overrides.items():
+            os.environ[f"PKDOT_{key.upper()}"] = json.dumps(value) if isinstance(value, list) else str(value)
+        # uvicorn's own workers close streams with 1012 (service restart) at shutdown, not 1001
+        uvicorn.run("service.app:create_app", factory=True, workers=settings.workers, **uvicorn_options(settings))
+        return 0
+    app = create_app(settings)
+    server = Server(uvicorn_config(app, settings), app)
+    try:
+        server.run()
+    except SystemExit as exc:  # uvicorn exits when the lifespan fails (a broken model folder, logged above)
+        return int(exc.code or 3)
+    return 0 if server.started else 3

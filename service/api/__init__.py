@@ -1,0 +1,1 @@
+"""HTTP and WebSocket routers: thin, typed, and free of model logic."""

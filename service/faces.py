@@ -1,0 +1,153 @@
+"""Face finding for the service: a pool of MediaPipe detectors, and detect-then-track for streams.
+
+MediaPipe detectors are not thread-safe, so the pool hands each worker thread a detector of its own for the length
+of one call. A stream does not need full detection on every frame: `FaceTracker` detects every `detect_every`
+frames and in between follows the face by normalised cross-correlation of its last detected appearance (a grey,
+downscaled template) in a search window around its last position. A weak match re-detects at once.
+"""
+
+from __future__ import annotations
+
+import queue
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import cv2
+import numpy as np
+
+from service.preprocessing.face import FaceBox, FaceDetector
+
+TRACK_TEMPLATE_PX = 32.0  # the face is tracked downscaled by an integer factor to about this width
+TRACK_SEARCH = 0.5  # the search window grows the last box by this fraction of its size on each side
+
+
+def detector_config(detector: dict, default_min_score: float) -> tuple[str, float]:
+    """(model, min_score) from a manifest's `preprocessing.detector`, e.g. {"name": "mediapipe-blazeface-short-range",
+    "min_score": 0.5}: the face finder a model was trained with is the one it is served with."""
+    name = str(detector.get("model", detector.get("name", "short")))
+    model = "full" if "full" in name else "short"
+    score = detector.get("min_score", default_min_score)
+    return model, float(score) if isinstance(score, int | float) and 0 < score < 1 else default_min_score
+
+
+class DetectorPool:
+    """`size` MediaPipe detectors shared by the worker threads; `detect` blocks until one is free."""
+
+    def __init__(self, size: int, min_score: float = 0.5, model: str = "short") -> None:
+        self._free: queue.SimpleQueue[FaceDetector] = queue.SimpleQueue()
+        self._all = [FaceDetector(min_score=min_score, model=model) for _ in range(size)]
+        for d in self._all:
+            self._free.put(d)
+
+    @property
+    def size(self) -> int:
+        return len(self._all)
+
+    @contextmanager
+    def _detector(self) -> Iterator[FaceDetector]:
+        d = self._free.get()
+        try:
+            yield d
+        finally:
+            self._free.put(d)
+
+    def largest(self, rgb: np.ndarray) -> FaceBox | None:
+        """The largest face of an RGB uint8 frame, or None. Blocking: call it from a worker thread."""
+        with self._detector() as d:
+            return d.largest(rgb)
+
+    def close(self) -> None:
+        for d in self._all:
+            d.close()
+
+
+class FaceTracker:
+    """Detect-then-track over the frames of one stream (calls come one at a time, from any thread)."""
+
+    def __init__(self, detectors: DetectorPool, detect_every: int = 5, min_score: float = 0.6) -> None:
+        self.detectors, self.detect_every, self.min_score = detectors, detect_every, min_score
+        self.detections = 0
+        self.tracked = 0
+        self.reset()
+
+    def reset(self) -> None:
+        self._box: FaceBox | None = None
+        self._template: np.ndarray | None = None
+        self._k = 1  # integer downscale factor of the template
+        self._offset = (0.0, 0.0)
+        self._since_detection = 0
+
+    def __call__(self, rgb: np.ndarray, timings: dict[str, float] | None = None) -> tuple[FaceBox | None, bool]:
+        """(box, tracked): the face in this frame and whether it was tracked rather than detected."""
+        if self._box is not None and self._since_detection < self.detect_every - 1:
+            t0 = time.perf_counter()
+            box = self._track(rgb)
+            if timings is not None:
+                timings["track"] = timings.get("track", 0.0) + (time.perf_counter() - t0) * 1000.0
+            if box is not None:
+                self._since_detection += 1
+                self.tracked += 1
+                self._box = box
+                return box, True
+        t0 = time.perf_counter()
+        box = self.detectors.largest(rgb)
+        if timings is not None:
+            timings["detect"] = timings.get("detect", 0.0) + (time.perf_counter() - t0) * 1000.0
+        self.detections += 1
+        self._since_detection = 0
+        self._box = box
+        self._template = self._make_template(rgb, box) if box is not None and self.detect_every > 1 else None
+        return box, False
+
+    def _grey(self, rgb: np.ndarray, x0: float, y0: float, x1: float, y1: float) -> tuple[np.ndarray, int, int]:
+        """The grey region [x0, x1) x [y0, y1) of the frame, downscaled by the integer factor k, and its origin.
+
+        The origin is snapped to a multiple of k, so that pixel u of any such region is frame pixel origin + u * k:
+        template and search window share one grid. Only the region is converted and resized, not the frame.
+        """
+        k = self._k
+        h, w = rgb.shape[:2]
+        ox, oy = max(int(x0) // k * k, 0), max(int(y0) // k * k, 0)
+        ex, ey = min(int(np.ceil(x1)), w // k * k), min(int(np.ceil(y1)), h // k * k)
+        ex, ey = ox + max(ex - ox, 0) // k * k, oy + max(ey - oy, 0) // k * k
+        grey = cv2.cvtColor(np.ascontiguousarray(rgb[oy:ey, ox:ex]), cv2.COLOR_RGB2GRAY)
+        if k > 1 and grey.size:
+            grey = cv2.resize(grey, (grey.shape[1] // k, grey.shape[0] // k), interpolation=cv2.INTER_AREA)
+        return grey, ox, oy
+
+    def _make_template(self, rgb: np.ndarray, box: FaceBox) -> np.ndarray | None:
+        self._k = max(int(round(box.w / TRACK_TEMPLATE_PX)), 1)
+        template, ox, oy = self._grey(rgb, box.x, box.y, box.x + box.w, box.y + box.h)
+        self._offset = (box.x - ox, box.y - oy)  # from the template's origin to the box's corner
+        return template if min(template.shape) >= 4 and template.std() > 1.0 else None
+
+    def _track(self, rgb: np.ndarray) -> FaceBox | None:
+        box, template = self._box, self._template
+        if box is None or template is None:
+            return None
+        k = self._k
+        th, tw = template.shape
+        mx, my = TRACK_SEARCH * tw * k, TRACK_SEARCH * th * k
+        tx, ty = box.x - self._offset[0], box.y - self._offset[1]  # the template's origin at the last position
+        region, ox, oy = self._grey(rgb, tx - mx, ty - my, tx + tw * k + mx + k, ty + th * k + my + k)
+        if region.shape[0] < th or region.shape[1] < tw:
+            return None
+        scores = cv2.matchTemplate(region, template, cv2.TM_CCOEFF_NORMED)
+        _, best, _, (bx, by) = cv2.minMaxLoc(scores)
+        if not np.isfinite(best) or best < self.min_score:
+            return None
+        x = ox + (bx + _subpixel(scores[by, :], bx)) * k + self._offset[0]
+        y = oy + (by + _subpixel(scores[:, bx], by)) * k + self._offset[1]
+        h_img, w_img = rgb.shape[:2]
+        x, y = min(max(x, 0.0), max(w_img - box.w, 0.0)), min(max(y, 0.0), max(h_img - box.h, 0.0))
+        return FaceBox(x, y, box.w, box.h, box.score)
+
+
+def _subpixel(line: np.ndarray, i: int) -> float:
+    """Offset in (-0.5, 0.5) of a peak's vertex from the parabola through the peak and its two neighbours."""
+    if i <= 0 or i >= len(line) - 1:
+        return 0.0
+    left, centre, right = float(line[i - 1]), float(line[i]), float(line[i + 1])
+    curvature = left - 2.0 * centre + right
+    return 0.0 if curvature >= 0 else float(np.clip(0.5 * (left - right) / curvature, -0.5, 0.5))

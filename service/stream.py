@@ -1,0 +1,353 @@
+"""WebSocket streaming: one `StreamSession` per connection, and the registry of open streams.
+
+A session runs two tasks. The receiver reads every message as it arrives: a binary frame goes into a single slot
+(a frame still waiting there is dropped and counted: the newest frame wins, so a slow server or a fast client never
+builds a queue), a text message is a JSON control message handled at once. The processor takes the slot's frame,
+decodes it, finds the face (detect-then-track), crops it, runs the encoder and the temporal head through the shared
+batchers, and sends one result. Per connection the memory is bounded: one waiting frame, one in process, and the
+window of the last T embeddings.
+
+Control messages (JSON text):
+    {"type": "ping", "id": any}                 -> {"type": "pong", "id": ..., "ts": ...}
+    {"type": "reset", "baseline": false}        -> clears the window, smoothing and tracker (and the baseline)
+    {"type": "calibrate", "seconds": 3}         -> the mean prediction over the next N seconds becomes the person's
+                                                   neutral baseline; results then carry `relative` = smoothed minus it
+    {"type": "auth", "api_key": "..."}          -> only as the first message, when the key is not in the URL
+A face missing for a whole window of frames clears the window (the next face may be another person).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from service.core.logging import stream_id as stream_id_var
+from service.errors import (
+    WS_INTERNAL_ERROR,
+    WS_MESSAGE_TOO_BIG,
+    WS_UNSUPPORTED_DATA,
+    BadInput,
+    InvalidField,
+    ServiceError,
+    TooLarge,
+    as_service_error,
+    close_reason,
+)
+from service.faces import FaceTracker
+from service.predictor import Predictor
+from service.preprocessing.face import FaceBox
+from service.preprocessing.media import MediaError, decode_image, image_size_from_header
+from service.schemas import Face, Prediction, StreamResult
+
+if TYPE_CHECKING:
+    from service.context import ServiceContext
+
+log = logging.getLogger(__name__)
+
+CONTROL_TYPES = ("ping", "reset", "calibrate", "auth")
+
+
+class StreamRegistry:
+    """Open streams: the concurrency limit, and closing every stream at shutdown."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._open: set[StreamSession] = set()
+        self.accepting = True
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def try_add(self, stream: StreamSession) -> bool:
+        """Admit a stream unless the limit is reached or the server is shutting down (no await: atomic)."""
+        if not self.accepting or len(self._open) >= self.limit:
+            return False
+        self._open.add(stream)
+        return True
+
+    def discard(self, stream: StreamSession) -> None:
+        self._open.discard(stream)
+
+    async def close_all(self, code: int, reason: str, timeout: float = 5.0) -> int:
+        """Refuse new streams, close the open ones with `code`, and wait (bounded) until their sessions end."""
+        self.accepting = False
+        streams = list(self._open)
+        if not streams:
+            return 0
+        log.info("closing streams", extra={"streams": len(streams), "code": code})
+        await asyncio.gather(*(s.close(code, reason) for s in streams), return_exceptions=True)
+        await asyncio.wait([asyncio.ensure_future(s.finished.wait()) for s in streams], timeout=timeout)
+        return len(streams)
+
+
+@dataclass
+class Calibration:
+    until: float  # monotonic time when it ends
+    seconds: float
+    predictions: list[Prediction] = field(default_factory=list)
+
+
+@dataclass
+class Prepared:
+    box: FaceBox | None
+    tracked: bool
+    model_input: np.ndarray | None  # (3, S, S)
+
+
+class StreamSession:
+    def __init__(self, websocket: WebSocket, ctx: ServiceContext, predictor: Predictor) -> None:
+        self.ws, self.ctx, self.predictor = websocket, ctx, predictor
+        self.id = uuid.uuid4().hex[:12]
+        s = ctx.settings
+        self.task = predictor.task
+        self.tracker = FaceTracker(ctx.detector_for(predictor.model), s.detect_every, s.track_min_score)
+        self.window: deque[np.ndarray] = deque(maxlen=predictor.window)  # per-frame items, oldest first
+        self.recent: deque[Prediction] = deque(maxlen=predictor.window)  # per-frame predictions, for smoothing
+        self.baseline: Prediction | None = None
+        self.calibration: Calibration | None = None
+        self.missing = 0  # consecutive frames without a face
+        self._slot: tuple[int, float, float, bytes] | None = None  # (seq, ts, arrival, data): the waiting frame
+        self._slot_ready = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._send_lock = asyncio.Lock()
+        self.finished = asyncio.Event()
+        self.closed = False
+        self.close_code: int | None = None
+        self.close_by = ""
+        self.started = time.monotonic()
+        self.received = self.processed = self.dropped = self.errors = self.faces = 0
+        self.latency_ms_sum = 0.0
+
+    # -- lifecycle ---------------------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        token = stream_id_var.set(self.id)
+        try:
+            tasks = [asyncio.create_task(self._receive()), asyncio.create_task(self._process()),
+                     asyncio.create_task(self._stop.wait())]
+            try:
+                await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for t in tasks:
+                    t.cancel()
+                await asyncio.wait(tasks)  # not gather: its CancelledError would hide the server's own cancel
+            for t in tasks:
+                exc = None if t.cancelled() else t.exception()
+                if exc is not None and not isinstance(exc, WebSocketDisconnect):
+                    log.error("stream task failed", exc_info=exc)
+                    await self.close(WS_INTERNAL_ERROR, "internal error")
+        finally:
+            self.finished.set()
+            self.log_summary()
+            stream_id_var.reset(token)
+
+    async def close(self, code: int, reason: str) -> None:
+        if self.closed:
+            return
+        self.closed, self.close_code, self.close_by = True, code, "server"
+        self._stop.set()
+        try:
+            async with asyncio.timeout(1.0):
+                async with self._send_lock:
+                    await self.ws.close(code, close_reason(reason))
+        except Exception:  # the client is gone already
+            pass
+
+    def _client_closed(self, code: int | None) -> None:
+        if not self.closed:
+            self.closed, self.close_code, self.close_by = True, code, "client"
+        self._stop.set()
+
+    def log_summary(self) -> None:
+        log.info("stream closed", extra={
+            "event": "stream_summary", "stream_id": self.id, "task": self.task, "model": self.predictor.model.name,
+            "duration_s": round(time.monotonic() - self.started, 3), "received": self.received,
+            "processed": self.processed, "dropped": self.dropped, "errors": self.errors, "faces": self.faces,
+            "detections": self.tracker.detections, "tracked": self.tracker.tracked,
+            "mean_latency_ms": round(self.latency_ms_sum / self.processed, 2) if self.processed else None,
+            "close_code": self.close_code, "closed_by": self.close_by or "server",
+        })
+
+    async def send(self, message: dict) -> None:
+        if self.closed:
+            return
+        try:
+            async with self._send_lock:
+                await self.ws.send_text(json.dumps(message, allow_nan=False))
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            self._client_closed(None)
+
+    async def send_error(self, exc: ServiceError, seq: int | None = None) -> None:
+        self.errors += 1
+        self.ctx.metrics.frames.labels(self.task, "error").inc()
+        message = {"type": "error", "error": {"code": exc.status, "message": exc.message}}
+        if seq is not None:
+            message["seq"] = seq
+        await self.send(message)
+
+    # -- receiving ---------------------------------------------------------------------------------------------------
+
+    async def _receive(self) -> None:
+        limits = self.ctx.settings
+        while not self.closed:
+            message = await self.ws.receive()
+            if message["type"] == "websocket.disconnect":
+                self._client_closed(message.get("code"))
+                return
+            data, text = message.get("bytes"), message.get("text")
+            if data is not None:
+                seq = self.received
+                self.received += 1
+                if len(data) > limits.max_frame_bytes:
+                    await self.close(WS_MESSAGE_TOO_BIG, f"frame {seq} has {len(data)} bytes; the limit is "
+                                                         f"{limits.max_frame_bytes}")
+                    return
+                if self._slot is not None:  # the waiting frame is replaced: newest wins
+                    self.dropped += 1
+                    self.ctx.metrics.dropped_frames.labels(self.task).inc()
+                    self.ctx.metrics.frames.labels(self.task, "dropped").inc()
+                self._slot = (seq, time.time(), time.perf_counter(), data)
+                self._slot_ready.set()
+            elif text is not None:
+                if len(text.encode()) > limits.max_control_bytes:
+                    await self.close(WS_MESSAGE_TOO_BIG, f"control message over {limits.max_control_bytes} bytes")
+                    return
+                await self._control(text)
+
+    async def _control(self, text: str) -> None:
+        try:
+            msg = json.loads(text)
+        except json.JSONDecodeError:
+            msg = None
+        kind = msg.get("type") if isinstance(msg, dict) else None
+        if kind not in CONTROL_TYPES:
+            await self.close(WS_UNSUPPORTED_DATA, "text messages are JSON control messages with type ping, reset or "
+                                                  "calibrate; send frames as binary messages")
+            return
+        if kind == "ping":
+            await self.send({"type": "pong", "id": msg.get("id"), "ts": time.time()})
+        elif kind == "reset":
+            self.reset(baseline=bool(msg.get("baseline", False)))
+            await self.send({"type": "reset", "baseline": self.baseline is not None})
+        elif kind == "calibrate":
+            seconds = msg.get("seconds", self.ctx.settings.default_calibration_s)
+            limit = self.ctx.settings.max_calibration_s
+            if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 < seconds <= limit:
+                await self.send_error(InvalidField(f"calibrate: seconds must be a number in (0, {limit:g}]"))
+                return
+            self.calibration = Calibration(time.monotonic() + float(seconds), float(seconds))
+            await self.send({"type": "calibrating", "seconds": float(seconds)})
+        else:  # a second auth message: already authenticated
+            await self.send({"type": "auth", "ok": True})
+
+    def reset(self, baseline: bool = False) -> None:
+        self.window.clear()
+        self.recent.clear()
+        self.tracker.reset()
+        self.missing = 0
+        if baseline:
+            self.baseline = None
+            self.calibration = None
+
+    # -- processing --------------------------------------------------------------------------------------------------
+
+    async def _process(self) -> None:
+        while not self.closed:
+            await self._slot_ready.wait()
+            self._slot_ready.clear()
+            item, self._slot = self._slot, None
+            if item is not None:
+                await self._process_frame(*item)
+
+    def _prepare(self, data: bytes, timings: dict[str, float]) -> Prepared:
+        """Decode, find the face, crop and normalise (blocking; runs in the CPU pool)."""
+        metrics, s = self.ctx.metrics, self.ctx.settings
+        with metrics.timer("decode", timings):
+            size = image_size_from_header(data)
+            if size is not None and size[0] * size[1] > s.max_image_pixels:
+                raise TooLarge(f"the frame is {size[0]}x{size[1]} pixels; the limit is {s.max_image_pixels}")
+            rgb = decode_image(data, s.max_image_pixels)
+        box, tracked = self.tracker(rgb, timings)
+        for stage in ("track", "detect"):
+            if stage in timings:
+                metrics.observe(stage, timings[stage] / 1000.0)
+        if box is None:
+            return Prepared(None, False, None)
+        with metrics.timer("preprocess", timings):
+            x = self.predictor.preprocess(rgb, box)  # (3, S, S)
+        return Prepared(box, tracked, x)
+
+    async def _process_frame(self, seq: int, ts: float, arrival: float, data: bytes) -> None:
+        timings: dict[str, float] = {"wait": (time.perf_counter() - arrival) * 1000.0}
+        try:
+            prepared = await self.ctx.run_blocking(self._prepare, data, timings)
+        except (ServiceError, MediaError) as exc:
+            error = as_service_error(exc)
+            if isinstance(error, TooLarge):  # an oversized image is refused like a bad one: the stream goes on
+                error = BadInput(error.message)
+            await self.send_error(error, seq)
+            return
+        prediction = smoothed = None
+        try:
+            if prepared.box is not None:
+                self.missing = 0
+                self.faces += 1
+                t0 = time.perf_counter()
+                self.window.extend(await self.predictor.encode(prepared.model_input[None]))
+                outputs = await self.predictor.predict_window(list(self.window))
+                timings["inference"] = (time.perf_counter() - t0) * 1000.0
+                with self.ctx.metrics.timer("postprocess", timings):
+                    prediction = self.predictor.postprocess(outputs)
+                    self.recent.append(prediction)
+            else:
+                self.missing += 1
+                if self.missing >= self.predictor.window:
+                    self.reset()
+            with self.ctx.metrics.timer("postprocess", timings):
+                smoothed = self.predictor.smooth(list(self.recent))
+        except ServiceError as exc:  # inference failed or the server is busy: tell the client, go on
+            await self.send_error(exc, seq)
+            return
+        await self._calibrate(prediction)
+        relative = self.predictor.relative(smoothed, self.baseline) if smoothed and self.baseline else None
+        face = None
+        if prepared.box is not None:
+            b = prepared.box
+            face = Face(box=[round(v, 1) for v in b.as_list()], score=min(max(b.score, 0.0), 1.0),
+                        tracked=prepared.tracked)
+        total = (time.perf_counter() - arrival) * 1000.0
+        timings["total"] = total
+        self.ctx.metrics.observe("total", total / 1000.0)
+        result = StreamResult(seq=seq, ts=ts, face_detected=face is not None, face=face, prediction=prediction,
+                              smoothed=smoothed, relative=relative, dropped=self.dropped,
+                              timings_ms={k: round(v, 3) for k, v in timings.items()})
+        await self.send(result.model_dump())
+        self.processed += 1
+        self.latency_ms_sum += total
+        self.ctx.metrics.frames.labels(self.task, "processed").inc()
+
+    async def _calibrate(self, prediction: Prediction | None) -> None:
+        c = self.calibration
+        if c is None:
+            return
+        if time.monotonic() < c.until:
+            if prediction is not None:
+                c.predictions.append(prediction)
+            return
+        self.calibration = None
+        if not c.predictions:
+            await self.send_error(InvalidField(f"calibration saw no face in {c.seconds:g} s; the baseline is "
+                                               f"{'unchanged' if self.baseline else 'not set'}"))
+            return
+        self.baseline = self.predictor.smooth(c.predictions)
+        await self.send({"type": "calibrated", "frames": len(c.predictions), "seconds": c.seconds,
+                         "baseline": self.baseline.model_dump()})
