@@ -20,7 +20,14 @@ from training.errors import PKDOTError
 COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("training.data.synth.command", "write a synthetic dataset in a real release layout"),
     "prepare": ("training.data.prepare", "detect and crop faces of a dataset into a cache (resumable)"),
+    "train-teacher": ("training.commands.train_teacher", "train the multimodal teacher"),
+    "train-tnet": ("training.commands.train_tnet", "train the T-Net (visual -> privileged features)"),
+    "distill": ("training.commands.distill", "distil the teacher into a visual-only student (--kd METHOD)"),
+    "evaluate": ("training.commands.evaluate", "evaluate a finished run on its validation and test subjects"),
+    "experiment": ("training.commands.experiment", "compare teacher, visual-only and every KD method"),
+    "export": ("training.export.command", "export a run as a checked model folder (ONNX, Triton, manifest)"),
     "serve": ("service.command", "run the inference service (REST + WebSocket)"),
+    "stream": ("service.client.command", "stream a webcam or a video file to a server and print results live"),
 }
 
 

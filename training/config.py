@@ -26,12 +26,13 @@ class DataConfig:
     frame_stride: int = 2  # Aff-Wild2: frames between clip frames
     channels: list[str] = field(default_factory=lambda: ["gsr", "emg_trapezius"])  # BioVid privileged channels
     signal: str = "raw"  # BioVid privileged transform: "raw" | "spectrogram"
+    signal_norm: str = "zscore"  # per window: "zscore" | "baseline" (minus the first 0.5 s; keeps amplitude) | "none"
     split: str = "subject-kfold"  # "subject-kfold" | "loso" | "sample-stratified" (released code; leaks subjects)
     folds: int = 4  # k of the k-fold split
     fold: int = 0  # which fold is the test fold
     val_fraction: float = 0.25  # share of the training subjects held out for validation (epoch selection)
     split_seed: int = 0
-    clips_per_video: int = 32  # Aff-Wild2: clips drawn per video per epoch
+    target_stride: int = 4  # Aff-Wild2: every n-th annotated frame is a clip target (1: all)
     workers: int = 0  # DataLoader worker processes
 
 
@@ -47,13 +48,14 @@ class OptimConfig:
     plateau_patience: int = 3  # ReduceLROnPlateau on the validation metric
     plateau_factor: float = 0.5
     grad_clip: float = 5.0
+    bn_recalibration_batches: int = 16  # precise BatchNorm statistics before each evaluation (0: off)
 
 
 @dataclass
 class KDConfig:
     method: str = "none"  # a key of training.losses.KD_LOSSES
     weight: float = 0.6  # λ in loss = task_loss + λ·kd_loss (PKDOT paper: 0.6)
-    params: dict[str, Any] = field(default_factory=dict)  # method options, e.g. pkdot: {k: 30, eps: 0.01}
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)  # options per method: {pkdot: {k: 30}}
 
 
 @dataclass
@@ -61,6 +63,7 @@ class RunConfig:
     kind: str = "teacher"  # "teacher" | "tnet" | "student"
     task: str = "pain"  # "pain" | "affect"
     model: dict[str, Any] = field(default_factory=dict)  # {"name": <training.models registry key>, **kwargs}
+    models: dict[str, dict[str, Any]] = field(default_factory=dict)  # per kind, used when `model` is empty
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     kd: KDConfig = field(default_factory=KDConfig)
@@ -145,6 +148,8 @@ def _validate(cfg: RunConfig) -> None:
         (cfg.optim.epochs >= 1 and cfg.optim.batch_size >= 2, "optim.epochs >= 1 and optim.batch_size >= 2"),
         (cfg.optim.optimizer in ("adam", "sgd"), "optim.optimizer must be adam or sgd"),
         (cfg.optim.lr > 0, "optim.lr must be positive"),
+        (cfg.kind == "teacher" or bool(cfg.teacher_run),
+         f"a {cfg.kind} run needs teacher_run (the teacher's run folder: --teacher RUN)"),
         (0 <= cfg.data.fold < cfg.data.folds or cfg.data.split == "loso", "data.fold must be in [0, data.folds)"),
     ]
     for ok, message in checks:

@@ -51,10 +51,12 @@ class BiosignalEncoder(nn.Module):
     Args:
         kind: "spectrogram" (default; input (B, in_channels, F, T)) or "raw" (input (B, in_channels, L)).
         in_channels: spectrogram channels (default 1) or raw signal channels (e.g. 3: gsr, ecg, emg).
-        out_dim: embedding size (default 512; a linear projection is added when it differs from 512).
+        out_dim: embedding size (default 512; a linear projection is added when it differs from the backbone's).
+        channels: widths of the raw-signal CNN's stages (default (32, 64, 128, 256, 512); "raw" only).
     """
 
-    def __init__(self, kind: str = "spectrogram", in_channels: int = 1, out_dim: int = 512) -> None:
+    def __init__(self, kind: str = "spectrogram", in_channels: int = 1, out_dim: int = 512,
+                 channels: tuple[int, ...] = (32, 64, 128, 256, 512)) -> None:
         super().__init__()
         if kind not in BIOSIGNAL_KINDS:
             raise ConfigError(f"unknown biosignal encoder kind {kind!r}; expected one of {BIOSIGNAL_KINDS}")
@@ -63,7 +65,7 @@ class BiosignalEncoder(nn.Module):
         if kind == "spectrogram":
             self.backbone: nn.Module = ResNet18(in_channels=in_channels)
         else:
-            self.backbone = RawSignalCNN(in_channels)
+            self.backbone = RawSignalCNN(in_channels, tuple(channels))
         feature_dim = self.backbone.feature_dim
         self.proj = nn.Identity() if out_dim == feature_dim else nn.Linear(feature_dim, out_dim)
 

@@ -1,0 +1,1 @@
+"""`pkdot` training subcommands: train-teacher, train-tnet, distill, evaluate, experiment. No torch at import."""

@@ -1,0 +1,19 @@
+"""Train the multimodal teacher (face video + the privileged modality) on a dataset root."""
+
+from __future__ import annotations
+
+import argparse
+
+from training.commands.common import add_run_arguments, config_from_args, print_summary
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_run_arguments(p, "teacher")
+
+
+def run(args: argparse.Namespace) -> int:
+    from training.train import run_training
+
+    cfg = config_from_args(args, "teacher")
+    print_summary(run_training(cfg, progress=not args.no_progress), cfg.out)
+    return 0

@@ -1,0 +1,150 @@
+"""The comparison experiment (`pkdot experiment`): teacher, visual-only student, and a student per distillation
+method, for several seeds on subject-independent folds; a table (markdown + CSV, mean ± std) and a bar chart.
+
+Every run is an ordinary run folder under OUT/fold<F>/seed<S>/<name>; a finished run (metrics.json present) is
+not redone, so an interrupted experiment resumes. PKDOT's k, λ and ε can be tuned first on the validation subjects
+of the first fold (`tune`), never on a test fold.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from training.config import load_config
+from training.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+METHODS = ("none", "kd", "fitnet", "pkd", "smpkd", "rkd", "pkt", "pkdot")
+LABELS = {"teacher": "teacher (video + privileged)", "none": "visual-only (no KD)", "kd": "logit KD (Hinton)",
+          "fitnet": "FitNets", "pkd": "PKD / M2PKD (cosine)", "smpkd": "SMPKD (similarity matrix)",
+          "rkd": "RKD (distance + angle)", "pkt": "PKT", "pkdot": "PKDOT (OT, ours)"}
+TUNE_GRID = {"weight": (0.3, 0.6, 1.2), "params.pkdot.k": (8, 16)}
+
+
+@dataclass
+class ExperimentResult:
+    rows: list[dict]  # one per run: method, fold, seed, test metrics
+    table: list[dict]  # one per method: mean and std of each metric
+    out: Path
+
+
+def _run(config: Path | None, overrides: list[str], out: Path, progress: bool) -> dict:
+    from training.train import run_training
+
+    done = out / "metrics.json"
+    if done.is_file():
+        return json.loads(done.read_text())
+    cfg = load_config(config, [*overrides, f"out={str(out)!r}"])
+    return run_training(cfg, progress=progress)
+
+
+def tune_pkdot(config: Path | None, common: list[str], teacher: Path, out: Path, progress: bool) -> list[str]:
+    """Grid over λ and k of PKDOT on fold 0's validation subjects; returns the winning overrides."""
+    best, best_score = [], -np.inf
+    for values in itertools.product(*TUNE_GRID.values()):
+        sets = [f"kd.{k}={v!r}" for k, v in zip(TUNE_GRID, values, strict=True)]
+        name = "-".join(f"{k.split('.')[-1]}{v}" for k, v in zip(TUNE_GRID, values, strict=True))
+        summary = _run(config, [*common, "kind='student'", "kd.method='pkdot'", f"teacher_run={str(teacher)!r}",
+                                *sets], out / f"pkdot-{name}", progress)
+        score = summary["val"][summary["primary_metric"]]
+        log.info("tuning pkdot %s: validation %s %.4f", name, summary["primary_metric"], score)
+        if score > best_score:
+            best, best_score = sets, score
+    (out / "chosen.json").write_text(json.dumps({"overrides": best, "val_score": best_score}, indent=2) + "\n")
+    return best
+
+
+def run_experiment(config: Path | None, out: Path, *, seeds: list[int], folds: list[int],
+                   methods: list[str] | None = None, overrides: list[str] | None = None, tune: bool = False,
+                   progress: bool = False) -> ExperimentResult:
+    methods = list(methods or METHODS)
+    unknown = set(methods) - set(METHODS)
+    if unknown:
+        raise ConfigError(f"unknown method(s) {', '.join(sorted(unknown))}; choose from {', '.join(METHODS)}")
+    base = load_config(config, overrides or [])
+    if base.task == "affect":
+        methods = [m for m in methods if m != "kd"]  # logit KD does not apply to regression
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    rows: list[dict] = []
+    pkdot_sets: list[str] = []
+    for fold, seed in itertools.product(folds, seeds):
+        common = [*(overrides or []), f"data.fold={fold}", f"seed={seed}"]
+        run_root = out / f"fold{fold}" / f"seed{seed}"
+        teacher_dir = run_root / "teacher"
+        summary = _run(config, [*common, "kind='teacher'"], teacher_dir, progress)
+        rows.append(_row("teacher", fold, seed, summary))
+        if tune and "pkdot" in methods and not pkdot_sets:
+            pkdot_sets = tune_pkdot(config, common, teacher_dir, out / "tuning", progress)
+        for method in methods:
+            extra = pkdot_sets if method == "pkdot" else []
+            summary = _run(config, [*common, "kind='student'", f"kd.method={method!r}",
+                                    f"teacher_run={str(teacher_dir)!r}", *extra], run_root / f"student-{method}",
+                           progress)
+            rows.append(_row(method, fold, seed, summary))
+            log.info("fold %d seed %d %-7s test %s %.4f", fold, seed, method, summary["primary_metric"],
+                     summary["test"][summary["primary_metric"]])
+    table = summarise(rows, base.task)
+    write_outputs(rows, table, out, base.task, time.perf_counter() - started,
+                  {"seeds": seeds, "folds": folds, "pkdot": pkdot_sets, "dataset": base.data.root})
+    return ExperimentResult(rows, table, out)
+
+
+def _row(method: str, fold: int, seed: int, summary: dict) -> dict:
+    return {"method": method, "fold": fold, "seed": seed, "best_epoch": summary["best_epoch"],
+            **{f"test_{k}": v for k, v in summary["test"].items() if k not in ("loss", "neg_loss")},
+            **{f"val_{k}": v for k, v in summary["val"].items() if k not in ("loss", "neg_loss")}}
+
+
+def metric_names(task: str) -> list[str]:
+    if task == "pain":
+        return ["accuracy", "macro_f1", "mae", "qwk"]
+    return ["ccc_mean", "ccc_valence", "ccc_arousal", "rmse_valence", "rmse_arousal"]
+
+
+def summarise(rows: list[dict], task: str) -> list[dict]:
+    table = []
+    for method in dict.fromkeys(r["method"] for r in rows):
+        runs = [r for r in rows if r["method"] == method]
+        entry = {"method": method, "runs": len(runs)}
+        for m in metric_names(task):
+            values = np.array([r[f"test_{m}"] for r in runs], float)
+            entry[f"{m}_mean"], entry[f"{m}_std"] = float(values.mean()), float(values.std())
+        table.append(entry)
+    return table
+
+
+def write_outputs(rows: list[dict], table: list[dict], out: Path, task: str, seconds: float, info: dict) -> None:
+    from training import plots
+
+    with open(out / "runs.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    with open(out / "table.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(table[0]))
+        w.writeheader()
+        w.writerows(table)
+    names = metric_names(task)
+    scale = 100.0 if task == "pain" else 1.0
+    lines = [f"| method | runs | {' | '.join(names)} |", "|---|---|" + "---|" * len(names)]
+    for t in table:
+        cells = [f"{scale * t[f'{m}_mean']:.1f} ± {scale * t[f'{m}_std']:.1f}" if task == "pain" and m != "mae"
+                 and m != "qwk" else f"{t[f'{m}_mean']:.3f} ± {t[f'{m}_std']:.3f}" for m in names]
+        lines.append(f"| {LABELS.get(t['method'], t['method'])} | {t['runs']} | {' | '.join(cells)} |")
+    note = (f"\nTest-fold metrics, mean ± std over {len(info['folds'])} fold(s) × {len(info['seeds'])} seed(s) "
+            f"(subject-independent; epochs chosen on validation subjects). Wall time {seconds / 60:.1f} min.\n")
+    (out / "table.md").write_text("\n".join(lines) + "\n" + note)
+    (out / "experiment.json").write_text(json.dumps({**info, "task": task, "seconds": seconds}, indent=2) + "\n")
+    primary = "accuracy" if task == "pain" else "ccc_mean"
+    plots.method_bars([{"method": t["method"], "mean": t[f"{primary}_mean"], "std": t[f"{primary}_std"]}
+                       for t in table], primary, out / "comparison.png", f"{task}: test {primary} by method")

@@ -1,0 +1,89 @@
+"""What each training run optimises, as small modules that return a dict of named losses (mdistiller style).
+
+    TeacherObjective   task loss of the multimodal teacher                        (pkdot train-teacher)
+    TNetObjective      T-Net: teacher visual features -> privileged features (MMD) (pkdot train-tnet)
+    DistillObjective   student task loss + λ·KD(teacher z, student z) with the teacher frozen (pkdot distill)
+
+`batch` is the dict a dataset yields, moved to the device: `video` (B, T, 3, S, S), the privileged input
+(`signal` for BioVid, `audio` for Aff-Wild2) and the target (`label` (B,) or `va` (B, 2)).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from training.losses import TNetLoss, create_kd_loss, create_task_loss
+
+TARGET_KEY = {"pain": "label", "affect": "va"}
+OUTPUT_KEY = {"pain": "logits", "affect": "va"}
+
+
+def privileged_input(batch: dict) -> torch.Tensor:
+    return batch["signal"] if "signal" in batch else batch["audio"]
+
+
+def predictions(task: str, out: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Class indices (pain) or the (B, 2) valence/arousal (affect)."""
+    return out["logits"].argmax(1) if task == "pain" else out["va"]
+
+
+class TeacherObjective(nn.Module):
+    def __init__(self, teacher: nn.Module, task: str) -> None:
+        super().__init__()
+        self.model, self.task = teacher, task
+        self.task_loss = create_task_loss(task)
+
+    def forward(self, batch: dict) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        out = self.model(batch["video"], privileged_input(batch))
+        loss = self.task_loss(out[OUTPUT_KEY[self.task]], batch[TARGET_KEY[self.task]])
+        return {"loss": loss, "task": loss.detach()}, out
+
+
+class TNetObjective(nn.Module):
+    """Trains `model` (a TNet) to map the frozen teacher's visual features to its privileged features."""
+
+    def __init__(self, tnet: nn.Module, teacher: nn.Module, kind: str = "mmd") -> None:
+        super().__init__()
+        self.model, self.teacher = tnet, teacher.eval().requires_grad_(False)
+        self.loss = TNetLoss(kind)
+        self.mse = nn.MSELoss()
+
+    def train(self, mode: bool = True) -> TNetObjective:
+        super().train(mode)
+        self.teacher.eval()  # the frozen teacher never leaves eval mode (dropout, batch norm statistics)
+        return self
+
+    def forward(self, batch: dict) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        with torch.no_grad():
+            t = self.teacher(batch["video"], privileged_input(batch))
+        fake = self.model(t["visual"])  # (B, privileged_dim)
+        loss = self.loss(fake, t["privileged"])
+        return {"loss": loss, "mse": self.mse(fake, t["privileged"]).detach()}, {"privileged": fake}
+
+
+class DistillObjective(nn.Module):
+    """loss = task_loss(student) + KD(teacher z, student z[, logits]); the KD module carries λ as its weight."""
+
+    def __init__(self, student: nn.Module, teacher: nn.Module, task: str, method: str, weight: float,
+                 params: dict | None = None) -> None:
+        super().__init__()
+        self.model, self.task = student, task
+        self.teacher = teacher.eval().requires_grad_(False)
+        self.task_loss = create_task_loss(task)
+        self.kd = create_kd_loss(method, task=task, weight=weight, **(params or {}))
+
+    def train(self, mode: bool = True) -> DistillObjective:
+        super().train(mode)
+        self.teacher.eval()
+        return self
+
+    def forward(self, batch: dict) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        out = self.model(batch["video"])
+        task = self.task_loss(out[OUTPUT_KEY[self.task]], batch[TARGET_KEY[self.task]])
+        if not self.training:  # evaluation: the student alone (the teacher needs the privileged input)
+            return {"loss": task, "task": task.detach()}, out
+        with torch.no_grad():
+            t = self.teacher(batch["video"], privileged_input(batch))
+        kd = self.kd(t["embedding"], out["embedding"], t.get("logits"), out.get("logits"))
+        return {"loss": task + kd, "task": task.detach(), "kd": kd.detach()}, out
