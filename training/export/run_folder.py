@@ -147,7 +147,8 @@ class RunFolder:
             from service.preprocessing import signals
 
             transform = self.data.get("signal", "raw")
-            params: dict = {"start_s": 0.0, "end_s": BIOVID_WINDOW_S, "normalise": "zscore"}
+            params: dict = {"start_s": 0.0, "end_s": BIOVID_WINDOW_S,
+                            "normalise": self.data.get("signal_norm", "zscore")}
             if transform == "spectrogram":
                 params |= {"spectrogram_start_s": signals.SPECTROGRAM_START_S,
                            "spectrogram_end_s": signals.SPECTROGRAM_END_S, "nperseg": signals.SPECTROGRAM_NPERSEG,
