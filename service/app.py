@@ -21,7 +21,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service import __version__
-from service.api import ops, predict, stream
+from service.api import demo, ops, predict, stream
 from service.context import ServiceContext
 from service.core.config import Settings, get_settings
 from service.core.logging import request_id
@@ -145,6 +145,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ops.router)
     app.include_router(predict.router)
     app.include_router(stream.router)
+    app.include_router(demo.router)
     app.add_middleware(RequestMiddleware, metrics=metrics, max_body=settings.max_request_bytes)
     if settings.cors_origins:  # outermost, so that refusals (413, 401) carry CORS headers too
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
