@@ -54,7 +54,7 @@ class CCCLoss(nn.Module):
 TaskName = Literal["pain", "affect"]
 
 
-def create_task_loss(task: TaskName, **kwargs: float) -> nn.Module:
+def create_task_loss(task: TaskName, **kwargs: object) -> nn.Module:
     """Cross-entropy (``pain``: logits (N, 5) vs levels (N,)) or 1 − CCC (``affect``: (N, 2) vs (N, 2))."""
     if task == "pain":
         return nn.CrossEntropyLoss(**kwargs)
