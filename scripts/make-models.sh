@@ -31,4 +31,5 @@ for task in pain affect; do
   "$pkdot" export "$runs/$task-student" --out "models/$task-student" --synthetic --force
   "$pkdot" export "$runs/$task-teacher" --out "models/$task-teacher" --synthetic --force
 done
-echo "models written: $(ls -d models/*/ | tr '\n' ' ')"
+"${PKDOT_VENV:-.venv}/bin/python" -m training.export.catalog models
+echo "models written: $(ls -d models/*/ | tr '\n' ' '); catalogue in models/README.md"
