@@ -69,7 +69,7 @@ def recalibrate_batchnorm(objective: nn.Module, loader: DataLoader, device: torc
     for i, batch in enumerate(loader):
         if i >= max_batches:
             break
-        objective(to_device(batch, device))
+        objective.forward_model(to_device(batch, device))  # the trained model alone: no teacher, no loss
     for m, momentum in zip(bns, momenta, strict=True):
         m.momentum = momentum
 

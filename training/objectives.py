@@ -34,8 +34,11 @@ class TeacherObjective(nn.Module):
         self.model, self.task = teacher, task
         self.task_loss = create_task_loss(task)
 
+    def forward_model(self, batch: dict) -> dict[str, torch.Tensor]:
+        return self.model(batch["video"], privileged_input(batch))
+
     def forward(self, batch: dict) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        out = self.model(batch["video"], privileged_input(batch))
+        out = self.forward_model(batch)
         loss = self.task_loss(out[OUTPUT_KEY[self.task]], batch[TARGET_KEY[self.task]])
         return {"loss": loss, "task": loss.detach()}, out
 
@@ -53,6 +56,11 @@ class TNetObjective(nn.Module):
         super().train(mode)
         self.teacher.eval()  # the frozen teacher never leaves eval mode (dropout, batch norm statistics)
         return self
+
+    def forward_model(self, batch: dict) -> dict[str, torch.Tensor]:
+        with torch.no_grad():
+            t = self.teacher(batch["video"], privileged_input(batch))
+        return {"privileged": self.model(t["visual"]), "target": t["privileged"]}
 
     def forward(self, batch: dict) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         with torch.no_grad():
@@ -78,8 +86,11 @@ class DistillObjective(nn.Module):
         self.teacher.eval()
         return self
 
+    def forward_model(self, batch: dict) -> dict[str, torch.Tensor]:
+        return self.model(batch["video"])
+
     def forward(self, batch: dict) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        out = self.model(batch["video"])
+        out = self.forward_model(batch)
         task = self.task_loss(out[OUTPUT_KEY[self.task]], batch[TARGET_KEY[self.task]])
         if not self.training:  # evaluation: the student alone (the teacher needs the privileged input)
             return {"loss": task, "task": task.detach()}, out

@@ -15,6 +15,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--folds", type=int, nargs="+", default=[0, 1], help="test folds (default 0 1)")
     p.add_argument("--methods", nargs="+", help="subset of: none kd fitnet pkd smpkd rkd pkt pkdot (default all)")
     p.add_argument("--tune", action="store_true", help="tune PKDOT's λ and k on fold validation subjects first")
+    p.add_argument("--workers", type=int, default=2, help="runs trained at once, one process each (default 2)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--progress", action="store_true", help="progress bars for every run")
 
@@ -26,7 +27,8 @@ def run(args: argparse.Namespace) -> int:
     overrides += [f"data.root={args.root!r}"] if args.root else []
     overrides += [f"data.cache={args.cache!r}"] if args.cache else []
     result = run_experiment(args.config, args.out, seeds=args.seeds, folds=args.folds, methods=args.methods,
-                            overrides=overrides, tune=args.tune, progress=args.progress)
+                            overrides=overrides, tune=args.tune, workers=args.workers,
+                            progress=args.progress)
     print((args.out / "table.md").read_text())
     print(f"results: {args.out}/table.md, table.csv, runs.csv, comparison.png  ({len(result.rows)} runs; "
           f"methods: {', '.join(LABELS.get(t['method'], t['method']) for t in result.table)})")
