@@ -33,3 +33,14 @@ def tiny_affwild2(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]
     summary = prepare("affwild2", root, cache, crop={"size": 32}, every=2, progress=False)
     assert not summary.broken
     return root, cache
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """Small tensors on a 2-core machine: one intra-op thread is as fast, and does not spin against other work."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

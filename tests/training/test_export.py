@@ -70,16 +70,6 @@ def export_student(model: nn.Module, out: Path, crops: np.ndarray, **kw):
                         provenance=PROVENANCE, check_crops=crops, **kw)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny convolutions gain nothing from a second thread, and on a busy 2-core machine its spin-waits make them
-    ten times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def crops() -> np.ndarray:
     return astronaut_crops(SPEC)  # (8, 64, 64, 3) real face crops

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from service.manifest import load_manifest
-from tests.training.test_export import SPEC, WINDOW, one_torch_thread, warm
+from tests.training.test_export import SPEC, WINDOW, warm
 from tests.training.test_export_precision import torch_predictions, varied_clips
 from training.data.cache import CropCache
 from training.errors import ConfigError
@@ -21,8 +21,6 @@ from training.export import ExportError, verify_model_folder
 from training.export.command import add_arguments, run
 from training.export.run_folder import astronaut_crops
 from training.models import create_model
-
-__all__ = ["one_torch_thread"]
 
 TINY_VISUAL = {"frame_dim": 32, "out_dim": 64, "width": 0.25, "hidden_dim": 32, "dilations": [1, 2]}
 STUDENT = {"name": "streaming_student", "task": "pain", "num_classes": 5, "frame_dim": 32, "embed_dim": 64,

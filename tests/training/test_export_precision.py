@@ -7,7 +7,7 @@ import onnx
 import pytest
 import torch
 
-from tests.training.test_export import SPEC, WINDOW, export_student, one_torch_thread, tiny_student
+from tests.training.test_export import SPEC, WINDOW, export_student, tiny_student
 from training.export import TOLERANCES, CalibrationData, ExportError, ValidationData, verify_model_folder
 from training.export.run_folder import astronaut_crops
 
@@ -30,7 +30,6 @@ def torch_predictions(model, clips: np.ndarray) -> dict[str, np.ndarray]:
     return {k: v.numpy() for k, v in out.items()}
 
 
-__all__ = ["one_torch_thread"]  # the autouse fixture, shared
 
 
 @pytest.fixture(scope="module")

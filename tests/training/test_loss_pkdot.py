@@ -24,14 +24,6 @@ GEOMLOSS_RTOL = 2e-4
 REFERENCE_RTOL = 1e-9  # against the hand-written float64 Sinkhorn below (measured: ~1e-15)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """128-point problems run faster (and time steadily) on one thread than on a loaded pool."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 # ---------------------------------------------------------------- independent references (numpy / geomloss)
 def reference_entropic_ot(x: np.ndarray, y: np.ndarray, eps: float = EPS, n_iter: int = 20000) -> float:

@@ -4,7 +4,6 @@ with onnxruntime. Uses the torch.export-based exporter (`dynamo=True`, torch 2.1
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 
 import numpy as np
 import onnx
@@ -18,14 +17,6 @@ from training.models import StreamingStudent
 TOLERANCE = 1e-4
 pytestmark = pytest.mark.filterwarnings("ignore:.*LeafSpec.*:FutureWarning")  # torch.export internals
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread() -> Iterator[None]:
-    """Small tensors: one intra-op thread is as fast and does not spin on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -42,3 +42,12 @@ def print_summary(summary: dict, out: str) -> None:
         if part in summary:
             line += f"  {part} {primary} {summary[part][primary]:.4f}"
     print(line)
+
+
+def run_kind(args: argparse.Namespace, kind: str) -> int:
+    """Train one run of `kind` (teacher, tnet or student) from the parsed arguments and print its summary."""
+    from training.train import run_training
+
+    cfg = config_from_args(args, kind)
+    print_summary(run_training(cfg, progress=not args.no_progress), cfg.out)
+    return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from training.commands.common import add_run_arguments, config_from_args, print_summary
+from training.commands.common import add_run_arguments, run_kind
 
 KD_METHODS = ["pkdot", "none", "kd", "fitnet", "pkd", "smpkd", "rkd", "pkt"]
 
@@ -17,8 +17,4 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from training.train import run_training
-
-    cfg = config_from_args(args, "student")
-    print_summary(run_training(cfg, progress=not args.no_progress), cfg.out)
-    return 0
+    return run_kind(args, "student")

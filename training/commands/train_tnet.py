@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from training.commands.common import add_run_arguments, config_from_args, print_summary
+from training.commands.common import add_run_arguments, run_kind
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -12,8 +12,4 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from training.train import run_training
-
-    cfg = config_from_args(args, "tnet")
-    print_summary(run_training(cfg, progress=not args.no_progress), cfg.out)
-    return 0
+    return run_kind(args, "tnet")
