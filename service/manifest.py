@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -102,6 +102,10 @@ class Manifest(_Strict):
         for name, g in self.graphs.items():
             if g.file not in self.files:
                 raise ValueError(f"graph {name!r}: its file {g.file} has no sha256 in 'files'")
+        for rel in self.files:  # relative POSIX paths inside the folder, as `folder_files` writes them
+            parts = PurePosixPath(rel).parts
+            if not parts or rel.startswith("/") or "\\" in rel or ".." in parts or ":" in parts[0]:
+                raise ValueError(f"files: {rel!r} is not a path inside the model folder")
         return self
 
     @property

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from service.errors import InferenceFailed
 from service.preprocessing.crop import CropSpec, crop_face, to_model_input
 from service.preprocessing.face import FaceBox
 from service.registry import LoadedModel
@@ -114,10 +115,17 @@ class Predictor:
     # -- postprocess -------------------------------------------------------------------------------------------------
 
     def postprocess(self, outputs: dict[str, np.ndarray]) -> Prediction:
-        if self.task == "pain":
-            probs = outputs["probabilities"] if "probabilities" in outputs else softmax(outputs["logits"])
-            return pain_prediction(probs, self.labels)
-        return affect_prediction(outputs["va"], self.ranges)
+        """One row of outputs -> the prediction. A NaN or inf output is `InferenceFailed` (503), never a made-up
+        answer (a NaN probability would otherwise read as a uniform distribution)."""
+        pain = self.task == "pain"
+        name = ("probabilities" if "probabilities" in outputs else "logits") if pain else "va"
+        value = np.asarray(outputs[name])
+        if not np.isfinite(value).all():
+            raise InferenceFailed(f"model {self.model.name} gave a non-finite {name} output (NaN or inf) for this "
+                                  "input")
+        if pain:
+            return pain_prediction(value if name == "probabilities" else softmax(value), self.labels)
+        return affect_prediction(value, self.ranges)
 
     def smooth(self, predictions: Sequence[Prediction]) -> Prediction | None:
         return mean_prediction(predictions, self.labels)

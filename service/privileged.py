@@ -39,6 +39,7 @@ def _params_for(fn, params: dict, exclude: tuple[str, ...] = ()) -> dict:
 
 
 LOG_MEL_EXCLUDE = ("audio", "sample_rate", "window_s")
+MAX_SIGNAL_ABS = 1e12  # biosignal values beyond this (any unit a sensor uses is far below) are refused
 
 
 def _window_args(spec: PrivilegedPreprocessing) -> dict:
@@ -74,8 +75,10 @@ def _biosignal(spec: PrivilegedPreprocessing, data: bytes, filename: str | None)
     if text_start in (b"{", b"["):
         try:
             obj = json.loads(data)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
             raise BadInput(f"the signal is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise BadInput("the signal is not valid JSON: nested too deeply") from None
         if not isinstance(obj, dict) or "rate_hz" not in obj or not isinstance(obj.get("channels"), dict):
             raise InvalidField('a JSON signal is {"rate_hz": <Hz>, "channels": {"gsr": [...], "ecg": [...], ...}}')
         rate = obj["rate_hz"]
@@ -88,6 +91,10 @@ def _biosignal(spec: PrivilegedPreprocessing, data: bytes, filename: str | None)
     else:
         bio = signals.read_biosignal_csv(data, name=filename or "the signal", expected_rate_hz=spec.rate_hz)
         source = "biovid-csv"
+    peak = max(float(np.abs(v).max()) for v in bio.channels.values())
+    if peak > MAX_SIGNAL_ABS:  # their squares would overflow float32 while normalising
+        raise BadInput(f"the signal has values up to {peak:.3g}; send it in the sensor's own units (at most "
+                       f"{MAX_SIGNAL_ABS:g} in magnitude)")
     window = signals.biosignal_window(bio.channels, spec.rate_hz, spec.channels, **_window_args(spec))  # (C, L)
     x = _biosignal_transform(spec, window)
     seconds = len(next(iter(bio.channels.values()))) / bio.rate_hz
@@ -131,6 +138,8 @@ def privileged_input(spec: PrivilegedPreprocessing, graph_input: TensorSpec, dat
         x, description = _biosignal(spec, data, filename)
     else:
         x, description = _audio(spec, data, centre_s)
+    if not np.isfinite(x).all():
+        raise BadInput("the signal could not be transformed into finite values; check its values and units")
     return PrivilegedInput(fit_to_graph(x, graph_input), description)
 
 

@@ -7,6 +7,7 @@ device). The service never reports what it asked for: `GraphSession.provider` is
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,9 @@ import onnxruntime as ort
 from service.manifest import GraphSpec
 
 log = logging.getLogger(__name__)
+
+if os.environ.get("ORT_DISABLE_TELEMETRY") == "1" and hasattr(ort, "disable_telemetry_events"):
+    ort.disable_telemetry_events()  # in case onnxruntime was imported before `service` set the variable
 
 PROVIDER_NAMES = {
     "TensorrtExecutionProvider": "TensorRT",
@@ -76,6 +80,9 @@ def open_graph(name: str, path: Path, spec: GraphSpec, providers: list[str], int
     options.enable_mem_pattern = True
     options.log_severity_level = 3
     session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
+    if providers[0] != "CPUExecutionProvider" and session.get_providers()[0] != providers[0]:
+        log.warning("graph %s: %s was asked for but could not start (no device or libraries); it runs on %s",
+                    name, providers[0], session.get_providers()[0])
     real_inputs = {i.name: i for i in session.get_inputs()}
     real_outputs = [o.name for o in session.get_outputs()]
     declared_in = [t.name for t in spec.inputs]

@@ -8,7 +8,7 @@ batchers, and sends one result. Per connection the memory is bounded: one waitin
 window of the last T embeddings.
 
 Control messages (JSON text):
-    {"type": "ping", "id": any}                 -> {"type": "pong", "id": ..., "ts": ...}
+    {"type": "ping", "id": "a"}                 -> {"type": "pong", "id": ..., "ts": ...} (id: string, number, null)
     {"type": "reset", "baseline": false}        -> clears the window, smoothing and tracker (and the baseline)
     {"type": "calibrate", "seconds": 3}         -> the mean prediction over the next N seconds becomes the person's
                                                    neutral baseline; results then carry `relative` = smoothed minus it
@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
 import uuid
 from collections import deque
@@ -54,6 +55,15 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CONTROL_TYPES = ("ping", "reset", "calibrate", "auth")
+
+
+def _echoable(value: object) -> bool:
+    """A ping id the pong can carry back: null, a bool, a finite number or a short string."""
+    if value is None or isinstance(value, bool | int):
+        return True
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return isinstance(value, str) and len(value) <= 128
 
 
 class StreamRegistry:
@@ -226,7 +236,7 @@ class StreamSession:
     async def _control(self, text: str) -> None:
         try:
             msg = json.loads(text)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # malformed, or nested too deeply to parse
             msg = None
         kind = msg.get("type") if isinstance(msg, dict) else None
         if kind not in CONTROL_TYPES:
@@ -234,7 +244,12 @@ class StreamSession:
                                                   "calibrate; send frames as binary messages")
             return
         if kind == "ping":
-            await self.send({"type": "pong", "id": msg.get("id"), "ts": time.time()})
+            ping_id = msg.get("id")
+            if not _echoable(ping_id):
+                await self.send_error(InvalidField("ping: id must be a string (at most 128 characters), a finite "
+                                                   "number or null"))
+                return
+            await self.send({"type": "pong", "id": ping_id, "ts": time.time()})
         elif kind == "reset":
             self.reset(baseline=bool(msg.get("baseline", False)))
             await self.send({"type": "reset", "baseline": self.baseline is not None})

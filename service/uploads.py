@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from service.core.config import Settings
 from service.errors import BadInput, InvalidField, TooLarge, UnsupportedMedia
@@ -62,6 +62,8 @@ async def read_form(request: Request, settings: Settings) -> dict[str, list[Uplo
                                      max_fields=16, max_part_size=settings.max_request_bytes)
     try:
         form = await parser.parse()
+    except ClientDisconnect:  # nobody will read the answer; recorded as the client's error, not a 500
+        raise BadInput("the client closed the connection before the upload was complete") from None
     except MultiPartException as exc:
         if exc.message.startswith("Too many"):
             raise InvalidField(f"too many form parts; the limit is {settings.max_files} files per request") from None

@@ -9,9 +9,10 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from service import __version__
 from service.api.deps import Ctx, require_api_key
 from service.registry import LoadedModel
-from service.schemas import Health, ModelInfo, ModelList, ModelStatus, Readiness, SkippedModel
+from service.schemas import ErrorResponse, Health, ModelInfo, ModelList, ModelStatus, Readiness, SkippedModel
 
 router = APIRouter(tags=["operations"])
+UNAUTHORIZED = {"model": ErrorResponse, "description": "missing or wrong API key (when the service sets one)"}
 
 
 def model_status(model: LoadedModel, default: bool) -> ModelStatus:
@@ -49,12 +50,13 @@ async def readyz(request: Request) -> JSONResponse:
 
 
 @router.get("/metrics", summary="Prometheus metrics", dependencies=[Depends(require_api_key)],
-            response_class=Response, responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
+            response_class=Response, responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}, 401: UNAUTHORIZED})
 async def metrics(request: Request) -> Response:
     return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.get("/v1/models", summary="The loaded models and their manifests", dependencies=[Depends(require_api_key)])
+@router.get("/v1/models", summary="The loaded models and their manifests", dependencies=[Depends(require_api_key)],
+            responses={401: UNAUTHORIZED, 503: {"model": ErrorResponse, "description": "starting or stopping"}})
 async def models(ctx: Ctx) -> ModelList:
     reg = ctx.registry
     out = []

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Request
 
 from service import inference
 from service.api.deps import Ctx, ModelName, require_api_key
@@ -25,6 +27,9 @@ TEACHER_UPLOAD = {"requestBody": {"required": True, "content": {"multipart/form-
         "description": "pain: a BioVid biosignal CSV (tab-separated: time gsr ecg emg_trapezius) or JSON "
                        '{"rate_hz": 512, "channels": {"gsr": [...], ...}}; affect: a WAV (or any audio file)'}}}}}}}
 
+# the schema lists the tasks; any other value is still routed here and answered 404, as documented
+TaskPath = Annotated[str, Path(json_schema_extra={"enum": list(TASKS)}, description="pain or affect")]
+
 router = APIRouter(prefix="/predict", tags=["predict"], dependencies=[Depends(require_api_key)], responses=ERRORS)
 
 
@@ -40,7 +45,7 @@ async def predict_affect(request: Request, ctx: Ctx, model: ModelName = None) ->
 
 @router.post("/teacher/{task}", summary="Teacher (video + privileged signal) and student side by side",
              openapi_extra=TEACHER_UPLOAD)
-async def predict_teacher(task: str, request: Request, ctx: Ctx, model: ModelName = None) -> TeacherResponse:
+async def predict_teacher(task: TaskPath, request: Request, ctx: Ctx, model: ModelName = None) -> TeacherResponse:
     return await inference.compare_teacher(ctx, request, task, model)
 
 

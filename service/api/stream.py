@@ -44,7 +44,7 @@ async def _authenticated(websocket: WebSocket, ctx: ServiceContext) -> bool:
         return False
     try:
         msg = json.loads(text)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # malformed, or nested too deeply to parse
         return False
     ok = isinstance(msg, dict) and msg.get("type") == "auth" and isinstance(msg.get("api_key"), str)
     return ok and key_matches(settings, msg["api_key"])

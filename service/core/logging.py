@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from contextvars import ContextVar
 
@@ -27,6 +28,30 @@ class ContextFilter(logging.Filter):
         if not hasattr(record, "stream_id"):
             record.stream_id = stream_id.get()
         return True
+
+
+class SecretsFilter(logging.Filter):
+    """Keeps API keys and frame bytes out of the log, whatever the level.
+
+    - At log level debug, `websockets` (through uvicorn's `uvicorn.error` logger) dumps the wire: every handshake
+      header as "< name: value" (X-API-Key among them) and every frame as "< BINARY ff d8 ff ... [n bytes]" (the first
+      and last bytes of every frame). Those records are dropped; its other debug lines (state, errors) are kept.
+    - At level info, uvicorn logs each WebSocket handshake with its query string, where a client may have put
+      `?api_key=...`: the value is replaced by `***` in every record.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        wire = record.levelno <= logging.DEBUG and record.name.startswith(("uvicorn", "websockets"))
+        if wire and isinstance(record.msg, str) and record.msg.startswith(("< ", "> ")):
+            return False
+        if isinstance(record.msg, str) and _API_KEY.search(record.msg):
+            record.msg = _API_KEY.sub(r"\1***", record.msg)
+        if isinstance(record.args, tuple) and any(isinstance(a, str) and _API_KEY.search(a) for a in record.args):
+            record.args = tuple(_API_KEY.sub(r"\1***", a) if isinstance(a, str) else a for a in record.args)
+        return True
+
+
+_API_KEY = re.compile(r"(api(?:_|%5f)key=)[^&\s\"']*", re.IGNORECASE)  # also percent-encoded, as Starlette decodes it
 
 
 class JsonFormatter(logging.Formatter):
@@ -61,9 +86,10 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     handler.addFilter(ContextFilter())
+    handler.addFilter(SecretsFilter())
     root = logging.getLogger()
-    for h in list(root.handlers):
-        if getattr(h, "_pkdot", False):
+    for h in list(root.handlers):  # ours from an earlier call, and console handlers (the CLI's basicConfig) that
+        if getattr(h, "_pkdot", False) or type(h) is logging.StreamHandler:  # would print every line a second time
             root.removeHandler(h)
     handler._pkdot = True  # type: ignore[attr-defined]
     root.addHandler(handler)

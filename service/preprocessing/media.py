@@ -81,16 +81,16 @@ class VideoInfo:
     has_audio: bool
 
 
-def _open(source: str | os.PathLike | bytes):
+def _open(source: str | os.PathLike | bytes, kind: str = "video"):
     import av
 
     try:
         return av.open(io.BytesIO(source) if isinstance(source, bytes) else os.fspath(source))
     except FileNotFoundError:
-        raise MediaError(f"video not found: {source}") from None
+        raise MediaError(f"{kind} not found: {source}") from None
     except (av.error.FFmpegError, OSError, ValueError) as exc:
-        name = "the uploaded video" if isinstance(source, bytes) else str(source)
-        raise MediaError(f"{name} could not be opened as a video: {exc}") from None
+        name = f"the uploaded {kind}" if isinstance(source, bytes) else str(source)
+        raise MediaError(f"{name} could not be opened as {kind}: {exc}") from None
 
 
 def video_info(source: str | os.PathLike | bytes) -> VideoInfo:
@@ -136,7 +136,7 @@ def decode_audio(source: str | os.PathLike | bytes, sample_rate: int = 16000) ->
     """The first audio stream, mixed to mono and resampled: float32 (N,) in [-1, 1]. WAV, MP4/AAC, ... via FFmpeg."""
     import av
 
-    with _open(source) as container:
+    with _open(source, "audio") as container:
         if not container.streams.audio:
             raise MediaError("the file has no audio stream")
         resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)

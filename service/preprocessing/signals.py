@@ -92,6 +92,12 @@ def read_biosignal_csv(source: str | os.PathLike | bytes, *, name: str | None = 
     if bad.any():
         r, c = np.argwhere(bad)[0]
         raise SignalError(f"{label}, line {r + 2}, column {header[c]!r}: value {rows[r][c].strip()!r} is not finite")
+    channel_columns = [j for j, h in enumerate(header) if h != TIME_COLUMN]
+    huge = np.abs(values[:, channel_columns]) > np.finfo(np.float32).max  # channels are float32: they would be inf
+    if huge.any():
+        r, c = np.argwhere(huge)[0]
+        raise SignalError(f"{label}, line {r + 2}, column {header[channel_columns[c]]!r}: value "
+                          f"{rows[r][channel_columns[c]].strip()!r} is out of range")
 
     time_us = values[:, header.index(TIME_COLUMN)]
     step = np.diff(time_us)
