@@ -10,7 +10,7 @@ from fastapi.security import APIKeyHeader
 
 from service.context import ServiceContext
 from service.core.config import Settings
-from service.errors import ServerBusy, Unauthorized
+from service.errors import InvalidField, ServerBusy, Unauthorized
 
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="needed when the service sets a key")
 
@@ -42,3 +42,13 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 Ctx = Annotated[ServiceContext, Depends(get_ctx)]
 ModelName = Annotated[str | None, Query(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
                                         description="a loaded model's name (default: the task's default student)")]
+
+
+def known_query_only(request: Request) -> None:
+    """Refuse query parameters the route does not declare (422 naming them): a typo such as `?modle=` must not
+    silently fall back to the default model."""
+    declared = {p.alias for p in request.scope["route"].dependant.query_params}
+    unknown = sorted(set(request.query_params) - declared)
+    if unknown:
+        known = ", ".join(sorted(declared)) or "none"
+        raise InvalidField(f"unknown query parameter(s) {', '.join(unknown)}; this route takes: {known}")

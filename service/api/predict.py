@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Request
 
 from service import inference
-from service.api.deps import Ctx, ModelName, require_api_key
+from service.api.deps import Ctx, ModelName, known_query_only, require_api_key
 from service.errors import NotFound
 from service.registry import TASKS
 from service.schemas import ErrorResponse, PredictResponse, TeacherResponse
@@ -30,7 +30,8 @@ TEACHER_UPLOAD = {"requestBody": {"required": True, "content": {"multipart/form-
 # the schema lists the tasks; any other value is still routed here and answered 404, as documented
 TaskPath = Annotated[str, Path(json_schema_extra={"enum": list(TASKS)}, description="pain or affect")]
 
-router = APIRouter(prefix="/predict", tags=["predict"], dependencies=[Depends(require_api_key)], responses=ERRORS)
+router = APIRouter(prefix="/predict", tags=["predict"], responses=ERRORS,
+                   dependencies=[Depends(require_api_key), Depends(known_query_only)])
 
 
 @router.post("/pain", summary="Pain level (0-4) from a face image, clip or short video", openapi_extra=UPLOAD)
