@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("training.export.command", "export a run as a checked model folder (ONNX, Triton, manifest)"),
     "serve": ("service.command", "run the inference service (REST + WebSocket)"),
     "stream": ("service.client.command", "stream a webcam or a video file to a server and print results live"),
+    "bench": ("benchmarks.command", "measure speed, scale and memory: models, pipeline, streams, batching, start-up"),
 }
 
 

@@ -1,0 +1,1 @@
+"""Reproducible speed, scale and memory measurements of the models and the service (`pkdot bench`)."""
