@@ -90,6 +90,31 @@ def time_calls(fn: Callable[[], object], *, warmup: int = 3, min_calls: int = 10
     return np.asarray(times)
 
 
+def time_interleaved(fns: dict[str, Callable[[], object]], *, warmup: int = 3, min_calls: int = 10,
+                     min_seconds: float = 0.5, max_calls: int = 10_000,
+                     sync: dict[str, Callable[[], None]] | None = None) -> dict[str, np.ndarray]:
+    """Seconds per call of several functions, called in turn (a, b, c, a, b, c, ...), so that a change of machine
+    load during the measurement hits them all alike: their ratios are what this is for."""
+    sync = sync or {}
+    for _ in range(warmup):
+        for name, fn in fns.items():
+            fn()
+            if name in sync:
+                sync[name]()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    start = time.perf_counter()
+    rounds = 0
+    while rounds < max_calls and (rounds < min_calls or time.perf_counter() - start < min_seconds):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            if name in sync:
+                sync[name]()
+            times[name].append(time.perf_counter() - t0)
+        rounds += 1
+    return {name: np.asarray(t) for name, t in times.items()}
+
+
 def latency_stats(seconds: np.ndarray | list[float], items: int = 1) -> dict:
     """median / p95 / p99 / mean in ms, the number of calls, and items per second at the median."""
     s = np.asarray(seconds, dtype=np.float64)

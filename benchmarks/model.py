@@ -2,9 +2,13 @@
 
 The same network three ways: the PyTorch modules the ONNX graphs were traced from (rebuilt from the training run,
 `torch.inference_mode()`, `torch.set_num_threads(threads)`), the bundled float32 graphs, and their int8 (QDQ)
-copies — all in ONNX Runtime sessions opened with the service's own options. A streaming student is timed per
-graph (encoder over B frames, head over B windows of T embeddings) and as the per-frame step the service runs
-(encoder then head, "step"); a teacher's one graph takes B clips of T frames and B privileged inputs.
+copies — all in ONNX Runtime sessions opened with the service's own options. fp32 and int8 are called in turn, call
+by call, so that load from elsewhere on the machine hits both alike (eager is timed on its own: its OpenMP threads
+spin after each call and would slow what runs next); eager also runs with one thread at batch 1 (on a shared
+2-core machine its OpenMP threads often lose more than they gain), and the targets use its faster setting.
+A streaming student is timed per graph (encoder over B frames, head over B windows of T embeddings), as the
+per-frame step the service runs (encoder then head, "step") and over whole clips (B x T frames, then the head:
+"clip", full mode); a teacher's one graph takes B clips of T frames and B privileged inputs.
 
 Targets (2 CPU cores): ONNX Runtime fp32 batch-1 latency <= 0.5x PyTorch eager; int8 <= 0.6x fp32, with the
 accuracy change stated (validation and test parts of the training run). Also: student vs teacher cost per
@@ -15,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmarks.common import BenchContext, latency_stats, target, time_calls
+from benchmarks.common import BenchContext, latency_stats, target, time_calls, time_interleaved
 
 NAME = "model"
 
@@ -65,15 +69,19 @@ def _bench_model(model, ctx: BenchContext, torch, device: str) -> dict:
         runtimes = {"eager": {g: (lambda m=graphs[g.split(":")[0]].module, x=tensors[g]: m(*x)) for g in feeds},
                     "ort-fp32": {g: _ort_call(fp32[g.split(":")[0]], feeds[g]) for g in feeds},
                     "ort-int8": {g: _ort_call(int8[g.split(":")[0]], feeds[g]) for g in feeds}}
-        for runtime, calls in runtimes.items():
-            parts = {g: calls[g] for g in names}
-            if "encoder" in names:
-                parts["step"] = _step_call([calls["encoder"], calls["head"]])  # per frame: B frames, B windows
+        parts: dict[str, dict] = {rt: {g: calls[g] for g in names} for rt, calls in runtimes.items()}
+        if "encoder" in names:
+            for rt, calls in runtimes.items():
+                parts[rt]["step"] = _step_call([calls["encoder"], calls["head"]])  # per frame: B frames, B windows
                 if "encoder:clip" in calls:  # B clips: B·T frames, B windows
-                    parts["clip"] = _step_call([calls["encoder:clip"], calls["head"]])
-            for part, fn in parts.items():
-                with torch.inference_mode():
-                    s = time_calls(fn, sync=sync if runtime == "eager" else None, **timing)
+                    parts[rt]["clip"] = _step_call([calls["encoder:clip"], calls["head"]])
+        for part in parts["eager"]:
+            with torch.inference_mode():
+                times = {"eager": time_calls(parts["eager"][part], sync=sync, **timing)}
+            # fp32 and int8 in turn, call by call, so that their ratio is robust to load from elsewhere. Not eager:
+            # its OpenMP threads keep spinning for a while after each call and would slow whatever runs next.
+            times |= time_interleaved({rt: parts[rt][part] for rt in ("ort-fp32", "ort-int8")}, **timing)
+            for runtime, s in times.items():
                 rows.append({"model": model.name, "role": model.manifest.role, "graph": part, "runtime": runtime,
                              "batch": batch, **latency_stats(s, batch)})
         if batch == 1 and device == "cpu" and ctx.n_threads > 1:  # eager's other sensible setting: one thread
