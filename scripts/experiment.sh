@@ -18,7 +18,7 @@ done
 start=$(date +%s)
 for task in pain affect; do
   "$pkdot" experiment --config "configs/synthetic/$task.toml" --out "runs/experiment/$task" \
-    --folds 0 1 --seeds 0 1 "$@"
+    --folds 0 1 --seeds 0 1 --tune "$@"
 done
 echo "experiment wall time: $(( $(date +%s) - start )) s"
 "$venv/bin/python" -m training.experiment_report runs/experiment docs/experiments.md

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import platform
@@ -26,6 +27,30 @@ def machine() -> str:
             f"{platform.python_version()}, torch {torch.__version__}, numpy {numpy.__version__}")
 
 
+GENERIC_READING = ["## Reading the numbers", "",
+    "The synthetic generator gives the privileged modality a strong, reliable cue (biosignal response "
+    "amplitude for pain, voice pitch and energy for affect) and the face a weak, subject-dependent one "
+    "([synthetic-data.md](synthetic-data.md)). Test folds hold two or three subjects, so a fold "
+    "moves the mean by several points: compare methods by their spread, not by one digit. These are "
+    "synthetic-data results that test the pipeline; they are not claims about BioVid or Aff-Wild2.", ""]
+
+DISCUSSION = "<!-- discussion: written by hand, kept when the report is made again -->"
+
+
+def tuning_table(folder: Path) -> list[str]:
+    """The PKDOT grid scored on validation subjects, as a markdown table (empty without tuning)."""
+    grid = folder / "grid.csv"
+    if not grid.is_file():
+        return []
+    rows = list(csv.DictReader(grid.open()))
+    chosen = json.loads((folder / "chosen.json").read_text())
+    names = list(rows[0])
+    lines = ["PKDOT tuning on the first fold's validation subjects (seed of that fold; test subjects never seen):", "",
+             "| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
+    lines += ["| " + " | ".join(r[n] if n != names[-1] else f"{float(r[n]):.3f}" for n in names) + " |" for r in rows]
+    return [*lines, "", f"Chosen: {', '.join(chosen['overrides'])}.", ""]
+
+
 def report(runs: Path, out: Path) -> str:
     parts = ["# Experiments", "",
              "The comparison of `pkdot experiment` on the synthetic datasets: the multimodal teacher (upper bound), "
@@ -35,9 +60,10 @@ def report(runs: Path, out: Path) -> str:
              "Reproduce with one command: `make experiment` (= `bash scripts/experiment.sh`), which writes the "
              "synthetic data when missing, then runs", "",
              "```bash",
-             "pkdot experiment --config configs/synthetic/pain.toml --out runs/experiment/pain --folds 0 1 --seeds 0 1",
+             "pkdot experiment --config configs/synthetic/pain.toml --out runs/experiment/pain --folds 0 1 --seeds 0 1 "
+             "--tune",
              "pkdot experiment --config configs/synthetic/affect.toml --out runs/experiment/affect --folds 0 1 "
-             "--seeds 0 1",
+             "--seeds 0 1 --tune",
              "```", "", f"Machine: {machine()}.", ""]
     titles = {"pain": "Pain (synthetic BioVid, five classes; accuracy and macro-F1 in %)",
               "affect": "Valence / arousal (synthetic Aff-Wild2; CCC)"}
@@ -51,14 +77,12 @@ def report(runs: Path, out: Path) -> str:
         shutil.copyfile(folder / "comparison.png", figure)
         parts += [f"## {title}", "", (folder / "table.md").read_text().strip(), "",
                   f"Wall time: {info['seconds'] / 60:.1f} min with {info.get('workers', 1)} runs at once. "
-                  f"PKDOT options: {info['pkdot'] or 'the config defaults'}.", "", f"![{task}]({figure.name})", ""]
-    parts += ["## Reading the numbers", "",
-              "The synthetic generator gives the privileged modality a strong, reliable cue (biosignal response "
-              "amplitude for pain, voice pitch and energy for affect) and the face a weak, subject-dependent one "
-              "([synthetic-data.md](synthetic-data.md)). Test folds hold two or three subjects, so a fold "
-              "moves the mean by several points: compare methods by their spread, not by one digit. These are "
-              "synthetic-data results that test the pipeline; they are not claims about BioVid or Aff-Wild2.", ""]
-    text = "\n".join(parts)
+                  f"PKDOT options: {', '.join(info['pkdot']) or 'the config defaults'}.", "",
+                  f"![{task}]({figure.name})", ""]
+        parts += tuning_table(folder / "tuning")
+    kept = out.read_text().split(DISCUSSION, 1) if out.is_file() else []
+    discussion = kept[1] if len(kept) == 2 else "\n" + "\n".join(GENERIC_READING)
+    text = "\n".join(parts) + f"\n{DISCUSSION}{discussion}"
     out.write_text(text)
     return text
 

@@ -14,7 +14,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="seeds (default 0 1)")
     p.add_argument("--folds", type=int, nargs="+", default=[0, 1], help="test folds (default 0 1)")
     p.add_argument("--methods", nargs="+", help="subset of: none kd fitnet pkd smpkd rkd pkt pkdot (default all)")
-    p.add_argument("--tune", action="store_true", help="tune PKDOT's λ and k on fold validation subjects first")
+    p.add_argument("--tune", action="store_true",
+                   help="first tune PKDOT's λ, k and ε on the first fold's validation subjects (never a test fold)")
     p.add_argument("--workers", type=int, default=2, help="runs trained at once, one process each (default 2)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--progress", action="store_true", help="progress bars for every run")
