@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -241,12 +242,16 @@ def ort_profile(path: Path, feed: dict[str, np.ndarray], ctx: BenchContext, call
     nodes: collections.Counter = collections.Counter()
     conv_us: collections.Counter = collections.Counter()
     conv_nodes: collections.Counter = collections.Counter()
+    named = conv_kinds_by_name(path)
     for e in events:
         if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time"):
             op = e.get("args", {}).get("op_name", "?")
             time_us[op] += e["dur"]
             nodes[op] += 1
-            kind = _conv_kind(op, e["args"].get("input_type_shape", []))
+            if op == "QLinearConv":  # named after the Conv it replaced: "<conv>_token_<n>_kernel_time"
+                kind = named.get(re.sub(r"(_token_\d+)?_kernel_time$", "", e["name"]))
+            else:
+                kind = _conv_kind(op, e["args"].get("input_type_shape", []))
             if kind:
                 conv_us[kind] += e["dur"]
                 conv_nodes[kind] += 1
@@ -259,14 +264,39 @@ def ort_profile(path: Path, feed: dict[str, np.ndarray], ctx: BenchContext, call
                              for k, t in conv_us.most_common()}}
 
 
-def _conv_kind(op: str, shapes: list[dict]) -> str | None:
-    """depthwise (C, 1, k, k), pointwise (O, I, 1, 1) or full, from a float convolution's weight shape in a profile
-    (None for other nodes, and for QLinearConv, whose prepacked weights the profile does not show)."""
-    if op not in ("Conv", "FusedConv") or len(shapes) < 2:
-        return None
-    w = next(iter(shapes[1].values()), [])
+def _weight_kind(w: list[int]) -> str | None:
+    """depthwise (C, 1, k, k), pointwise (O, I, 1, 1) or full, from a 2D convolution's weight shape."""
     if len(w) != 4:
         return None
     if w[1] == 1 and w[2] > 1:
         return "depthwise"
     return "pointwise" if w[2] == w[3] == 1 else "full"
+
+
+def _conv_kind(op: str, shapes: list[dict]) -> str | None:
+    """The kind of a float convolution from its weight shape in a profile (None for other nodes; QLinearConv's
+    prepacked weights do not show there, see conv_kinds_by_name)."""
+    if op not in ("Conv", "FusedConv") or len(shapes) < 2:
+        return None
+    return _weight_kind(next(iter(shapes[1].values()), []))
+
+
+def conv_kinds_by_name(path: Path) -> dict[str, str]:
+    """{Conv node name: kind} of a graph file, following a QDQ graph's weights through their DequantizeLinear; ONNX
+    Runtime names the QLinearConv that replaces a quantised Conv after it."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    shapes = {i.name: list(i.dims) for i in graph.initializer}
+    producer = {out: node for node in graph.node for out in node.output}
+    kinds = {}
+    for node in graph.node:
+        if node.op_type != "Conv" or len(node.input) < 2:
+            continue
+        w = node.input[1]
+        while w not in shapes and w in producer and producer[w].input:
+            w = producer[w].input[0]
+        kind = _weight_kind(shapes.get(w, []))
+        if kind:
+            kinds[node.name] = kind
+    return kinds

@@ -20,15 +20,17 @@ NAME = "floor"
 SIZES = (256, 512, 1024)
 
 
-def _ort_matmul(n: int, ctx: BenchContext):
+def _ort_matmul(n: int, ctx: BenchContext, int8: bool = False):
+    """A one-node n x n GEMM: float32 MatMul, or MatMulInteger on uint8 x int8 (what quantised convolutions run)."""
     import onnx
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
-    graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "gemm",
-                              [helper.make_tensor_value_info("a", TensorProto.FLOAT, [n, n]),
-                               helper.make_tensor_value_info("b", TensorProto.FLOAT, [n, n])],
-                              [helper.make_tensor_value_info("c", TensorProto.FLOAT, [n, n])])
+    a, b, c = ((TensorProto.UINT8, TensorProto.INT8, TensorProto.INT32) if int8 else (TensorProto.FLOAT,) * 3)
+    graph = helper.make_graph([helper.make_node("MatMulInteger" if int8 else "MatMul", ["a", "b"], ["c"])], "gemm",
+                              [helper.make_tensor_value_info("a", a, [n, n]),
+                               helper.make_tensor_value_info("b", b, [n, n])],
+                              [helper.make_tensor_value_info("c", c, [n, n])])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.checker.check_model(model)
@@ -110,6 +112,28 @@ def gemm_rates(ctx: BenchContext) -> list[dict]:
     return rows
 
 
+def int8_gemm_rates(ctx: BenchContext) -> list[dict]:
+    """ONNX Runtime's uint8 x int8 GEMM (MatMulInteger, int32 out) against its float32 GEMM, timed in turn: how much
+    faster this CPU's int8 kernels are at all (VNNI where present). CPU only."""
+    from benchmarks.common import time_interleaved
+
+    rng = np.random.default_rng(1)
+    rows = []
+    for n in SIZES:
+        a32, b32 = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
+        a8 = rng.integers(0, 256, (n, n), dtype=np.uint8)
+        b8 = rng.integers(-128, 128, (n, n), dtype=np.int8)
+        f32 = _ort_matmul(n, ctx)
+        i8 = _ort_matmul(n, ctx, int8=True)
+        times = time_interleaved({"fp32": lambda s=f32, a=a32, b=b32: s.run(None, {"a": a, "b": b}),
+                                  "int8": lambda s=i8, a=a8, b=b8: s.run(None, {"a": a, "b": b})},
+                                 warmup=2, min_calls=5, min_seconds=0.2 if ctx.quick else 1.0)
+        f, i = float(np.median(times["fp32"])), float(np.median(times["int8"]))
+        rows.append({"n": n, "fp32_ms": round(f * 1e3, 4), "int8_ms": round(i * 1e3, 4),
+                     "int8_gops": round(2.0 * n**3 / i / 1e9, 2), "int8_over_fp32": round(i / f, 4)})
+    return rows
+
+
 def run(ctx: BenchContext) -> dict:
     import torch
 
@@ -119,6 +143,7 @@ def run(ctx: BenchContext) -> dict:
     torch.set_num_threads(ctx.n_threads)
     gemm = gemm_rates(ctx)
     best = max(gemm, key=lambda r: r["gflops"])
+    int8_gemm = [] if ctx.cuda else int8_gemm_rates(ctx)
     per_node_us = dispatch_overhead(ctx)
     timing = {"warmup": 3, "min_calls": 10, "min_seconds": 0.2 if ctx.quick else 2.0}
     students = []
@@ -154,13 +179,16 @@ def run(ctx: BenchContext) -> dict:
         })
     return {"name": NAME, "gemm": gemm, "best_gemm": {"engine": best["engine"], "n": best["n"],
                                                       "gflops": best["gflops"]},
-            "dispatch_us_per_node": round(per_node_us, 3),
+            "dispatch_us_per_node": round(per_node_us, 3), "int8_gemm": int8_gemm,
             "students": students, "targets": [], "settings": {"threads": ctx.n_threads, "sizes": SIZES}}
 
 
 def table(result: dict) -> list[str]:
     lines = ["GEMM (float32, n x n): " + ", ".join(f"{r['engine']} n={r['n']} {r['gflops']:.1f} GFLOP/s"
                                                   for r in result["gemm"])]
+    if result.get("int8_gemm"):
+        lines.append("GEMM int8 (uint8 x int8) / float32, ONNX Runtime: " + ", ".join(
+            f"n={r['n']} {r['int8_over_fp32']:.2f}x ({r['int8_gops']:.0f} GOP/s)" for r in result["int8_gemm"]))
     for s in result["students"]:
         f = s["fraction_of_gemm_rate"]
         lines.append(f"{s['model']}: {s['flops_per_frame'] / 1e6:.1f} MFLOP/frame, floor {s['floor_ms']:.4f} ms at "

@@ -102,8 +102,10 @@ def _bench_model(model, ctx: BenchContext, torch, device: str) -> dict:
         calls = 30 if ctx.quick else 200
         for batch in (1, 32):
             feed = model.random_inputs("encoder", batch)
-            profile[batch] = {"fp32": ort_profile(model.graph_paths["encoder"], feed, ctx, calls),
-                              "int8": ort_profile(int8_paths["encoder"], feed, ctx, calls)}
+            f, i = (ort_profile(g["encoder"], feed, ctx, calls) for g in (model.graph_paths, int8_paths))
+            by_kind = {k: round(i["convolutions"][k]["ms_per_call"] / v["ms_per_call"], 3)
+                       for k, v in f["convolutions"].items() if k in i["convolutions"] and v["ms_per_call"] > 0}
+            profile[batch] = {"fp32": f, "int8": i, "int8_over_fp32_by_conv_kind": by_kind}
     with torch.inference_mode():
         macs = {g: count_macs(d.module.cpu(), *(torch.from_numpy(v) for v in model.random_inputs(g, 1).values()))
                 for g, d in graphs.items()}
@@ -162,8 +164,13 @@ def run(ctx: BenchContext) -> dict:
         targets.append(target(f"{m.name}: ORT fp32 batch-1 latency / PyTorch eager", r_fp32, 0.5, "x",
                               note=f"eager: {eager['runtime']} (the faster setting), {eager['median_ms']:.3f} ms; "
                                    f"ORT fp32 {fp32['median_ms']:.3f} ms ({main})"))
+        kernels = ""
+        if m.name in profiles:  # which convolutions int8 speeds up, and which it slows down (ORT's profile)
+            kernels = "; encoder kernels int8/fp32 " + ", ".join(
+                f"batch {b}: " + " ".join(f"{k} {v:.2f}" for k, v in p["int8_over_fp32_by_conv_kind"].items())
+                for b, p in profiles[m.name].items())
         targets.append(target(f"{m.name}: ORT int8 batch-1 latency / ORT fp32", r_int8, 0.6, "x",
-                              note=f"{acc['metric']} {change}"))
+                              note=f"{acc['metric']} {change}{kernels}"))
 
     # student vs teacher: per prediction (a stream's per-frame update) and per clip of T frames
     costs = []
@@ -220,7 +227,8 @@ def table(result: dict) -> list[str]:
         for batch, p in prof.items():
             lines.append(f"{name} encoder profile, batch {batch}: fp32 {p['fp32']['kernel_ms_per_call']:.3f} ms "
                          f"({_top_ops(p['fp32'])}); int8 {p['int8']['kernel_ms_per_call']:.3f} ms "
-                         f"({_top_ops(p['int8'])})")
+                         f"({_top_ops(p['int8'])}); int8/fp32 by convolution: "
+                         + ", ".join(f"{k} {v:.2f}" for k, v in p.get("int8_over_fp32_by_conv_kind", {}).items()))
     for name, acc in result["int8_accuracy"].items():
         lines.append(f"{name} int8 accuracy ({acc['metric']}): " + "; ".join(
             f"{p} {acc[p]['fp32']:.3f} -> {acc[p]['int8']:.3f} ({acc[p]['change_points']:+.1f} points, "

@@ -90,13 +90,22 @@ def model(r: dict) -> list[str]:
             out.append(f"\n{name} encoder, batch {batch}, ONNX Runtime profile (kernel time per call, nodes): fp32 "
                        f"{p['fp32']['kernel_ms_per_call']:.3f} ms = {ops(p['fp32'])}; convolutions "
                        + ", ".join(f"{k} {v['ms_per_call']:.3f} ms" for k, v in p["fp32"]["convolutions"].items())
-                       + f". int8 {p['int8']['kernel_ms_per_call']:.3f} ms = {ops(p['int8'])}.")
+                       + f". int8 {p['int8']['kernel_ms_per_call']:.3f} ms = {ops(p['int8'])}; convolutions "
+                       + ", ".join(f"{k} {v['ms_per_call']:.3f} ms" for k, v in p["int8"]["convolutions"].items())
+                       + ". int8/fp32 by convolution kind: "
+                       + ", ".join(f"{k} {v:.2f}x" for k, v in p.get("int8_over_fp32_by_conv_kind", {}).items())
+                       + ".")
     return out
 
 
 def floor(r: dict) -> list[str]:
     out = [_under(r), "", "| GEMM | n | median ms | GFLOP/s |", "|---|---:|---:|---:|"]
     out += [f"| {g['engine']} | {g['n']} | {g['median_ms']:.3f} | {g['gflops']:.1f} |" for g in r["gemm"]]
+    if r.get("int8_gemm"):
+        out += ["", "| int8 GEMM (ONNX Runtime MatMulInteger, uint8 x int8) | n | fp32 ms | int8 ms | int8 GOP/s | "
+                "int8 / fp32 |", "|---|---:|---:|---:|---:|---:|"]
+        out += [f"| | {g['n']} | {g['fp32_ms']:.3f} | {g['int8_ms']:.3f} | {g['int8_gops']:.0f} | "
+                f"{g['int8_over_fp32']:.2f}x |" for g in r["int8_gemm"]]
     out += ["", f"ONNX Runtime dispatch cost per node (a chain of trivial nodes): {r['dispatch_us_per_node']:.2f} us.",
             "", "| student | MFLOP / frame | floor at best GEMM rate | ORT fp32 batch 1 | % of GEMM rate | ORT fp32 "
             "batch 32 per frame | % of GEMM rate | nodes | dispatch share, batch 1 |",

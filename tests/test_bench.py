@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from benchmarks.common import ROOT, latency_stats, target
@@ -108,3 +109,35 @@ def test_quick_streaming_windows(tmp_path: Path) -> None:
     for s in streaming["students"]:
         assert set(s["step"]) == {"6", "8", "32"}  # windows, as JSON keys
         assert s["head"]["32"]["median_ms"] > 0 and s["ratio_32_over_8"] > 0
+
+
+def test_quantised_convolutions_are_profiled_by_kind(tmp_path: Path) -> None:
+    """A stem, a depthwise and a pointwise convolution, exported and quantised as `pkdot export --int8` does: ONNX
+    Runtime's profile of both graphs names every convolution's kind, so int8 and fp32 compare kind by kind."""
+    import torch
+
+    from benchmarks.bundle import conv_kinds_by_name, ort_profile
+    from benchmarks.common import BenchContext
+    from benchmarks.floor import int8_gemm_rates
+    from training.export.quantize import quantize_graph
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(),
+                              torch.nn.Conv2d(8, 8, 3, padding=1, groups=8), torch.nn.ReLU(),
+                              torch.nn.Conv2d(8, 16, 1), torch.nn.ReLU()).eval()
+    fp32, int8 = tmp_path / "fp32.onnx", tmp_path / "int8.onnx"
+    torch.onnx.export(net, (torch.zeros(1, 3, 16, 16),), str(fp32), input_names=["x"], output_names=["y"],
+                      dynamic_axes={"x": {0: "b"}}, dynamo=False)
+    x = np.random.default_rng(0).standard_normal((8, 3, 16, 16), dtype=np.float32)
+    quantize_graph(fp32, int8, {"x": x})
+    for path in (fp32, int8):
+        assert sorted(conv_kinds_by_name(path).values()) == ["depthwise", "full", "pointwise"]
+    ctx = BenchContext(quick=True, threads=1)
+    profiles = {p.stem: ort_profile(p, {"x": x[:2]}, ctx, calls=5) for p in (fp32, int8)}
+    assert "QLinearConv" in profiles["int8"]["by_op"]
+    for profile in profiles.values():
+        assert set(profile["convolutions"]) == {"depthwise", "full", "pointwise"}
+        assert all(v["nodes"] == 1 and v["ms_per_call"] > 0 for v in profile["convolutions"].values())
+    rates = int8_gemm_rates(ctx)
+    assert [r["n"] for r in rates] == [256, 512, 1024]
+    assert all(r["int8_ms"] > 0 and r["int8_over_fp32"] == pytest.approx(r["int8_ms"] / r["fp32_ms"], rel=0.01)
+               for r in rates)
