@@ -120,21 +120,33 @@ def run(ctx: BenchContext) -> dict:
         chain_tracker = FaceTracker(detectors, every, settings.track_min_score)
         window: list[np.ndarray] = []
 
+        in_chain: dict[str, list[float]] = {name: [] for name in ("decode", "face", "preprocess", "inference",
+                                                                  "postprocess")}
+
         def chain(i: int) -> None:
+            """One frame as a stream's frames go; each step's time is kept, to set against the step alone."""
+            t = [time.perf_counter()]
             rgb = decode_image(frames[i], settings.max_image_pixels)
+            t.append(time.perf_counter())
             box, _ = chain_tracker(rgb)
+            t.append(time.perf_counter())
             if box is None:
                 return
             x = to_model_input(crop_face(rgb, box, spec), spec)[None]  # (1, 3, S, S)
+            t.append(time.perf_counter())
             window.append(sessions["encoder"].run(["embedding"], {"frames": x})[0][0])
             del window[: -manifest.preprocessing.window]
             items = [window[0]] * (manifest.preprocessing.window - len(window)) + window
             o = dict(zip(head_out, sessions["head"].run(head_out, {"embeddings": np.stack(items)[None]}),
                          strict=True))
+            t.append(time.perf_counter())
             if manifest.task == "pain":
                 pain_prediction(softmax(o["logits"][0]), labels)
             else:
                 affect_prediction(o["va"][0], manifest.outputs.ranges)
+            t.append(time.perf_counter())
+            for name, a, b in zip(in_chain, t, t[1:], strict=True):
+                in_chain[name].append(b - a)
 
         def run_chain(n: int, pace: float) -> list[float]:
             times = []
@@ -147,6 +159,7 @@ def run(ctx: BenchContext) -> dict:
             return times
 
         t_chain = run_chain(len(frames) if ctx.quick else max(len(frames), 300), 0.0)
+        chain_steps = {name: latency_stats(v) for name, v in in_chain.items()}
         t_chain_paced = run_chain(PACED_CALLS_QUICK if ctx.quick else PACED_CALLS, 1.0 / STREAM_FPS)
         handoff = _handoff(PACED_CALLS_QUICK if ctx.quick else PACED_CALLS)
     finally:
@@ -165,6 +178,8 @@ def run(ctx: BenchContext) -> dict:
             "sum_of_stages_paced_ms": round(paced_sum, 4), "sum_over": list(order),
             "sum_detect_every_frame_ms": round(stage_sum - stages["face"]["mean_ms"] + stages["detect"]["mean_ms"], 4),
             "chain": chain_stats, "chain_paced": chain_paced, "chain_over_sum": round(ratio, 4),
+            "chain_steps": chain_steps,
+            "chain_step_over_alone": {k: round(v["mean_ms"] / stages[k]["mean_ms"], 3) for k, v in chain_steps.items()},
             "chain_paced_over_paced_sum": round(ratio_paced, 4), "thread_handoff": handoff,
             "targets": [target("in-process chain per frame / sum of stages, back to back (mean)", ratio, 1.3, "x"),
                         target("in-process chain per frame / sum of stages, paced as a 15 fps stream (mean)",
@@ -206,6 +221,10 @@ def table(result: dict) -> list[str]:
                  f"{result['sum_detect_every_frame_ms']:.3f} ms")
     lines.append(f"chain per frame: mean {result['chain']['mean_ms']:.3f} ms, p95 {result['chain']['p95_ms']:.3f} ms "
                  f"= {result['chain_over_sum']:.2f}x the sum")
+    if "chain_steps" in result:
+        lines.append("steps inside the chain (mean ms, x alone): " + ", ".join(
+            f"{k} {v['mean_ms']:.3f} ({result['chain_step_over_alone'][k]:.2f}x)"
+            for k, v in result["chain_steps"].items()))
     p = result["stages_paced"]
     lines.append("paced (idle gaps as in a 15 fps stream): " + ", ".join(f"{k} {v['mean_ms']:.3f}"
                                                                           for k, v in p.items())
