@@ -141,3 +141,15 @@ def test_quantised_convolutions_are_profiled_by_kind(tmp_path: Path) -> None:
     assert [r["n"] for r in rates] == [256, 512, 1024]
     assert all(r["int8_ms"] > 0 and r["int8_over_fp32"] == pytest.approx(r["int8_ms"] / r["fp32_ms"], rel=0.01)
                for r in rates)
+
+
+def test_report_updates_only_the_results_part_of_the_doc(tmp_path: Path) -> None:
+    from benchmarks.report import MARKER, update_doc
+
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text(f"# Benchmarks\n\nWritten by hand.\n\n{MARKER}\n\nSTALE TABLE\n")
+    text = update_doc(ROOT / "benchmarks" / "results" / "quick", doc)
+    assert text == doc.read_text()
+    assert text.startswith("# Benchmarks\n\nWritten by hand.\n") and "STALE TABLE" not in text
+    assert text.count(MARKER) == 1 and "### targets" in text and "| model |" in text
+    assert update_doc(ROOT / "benchmarks" / "results" / "quick", doc) == text  # idempotent
