@@ -85,6 +85,8 @@ class Trainer:
         self.progress = progress and self.rank == 0
         self.kind_metric = "neg_loss" if cfg.kind == "tnet" else PRIMARY_METRIC[cfg.task]
         self.objective.to(self.device)
+        if self.device.type == "cpu":  # oneDNN's 2D convolutions: ~1.8x faster forward + backward in channels-last
+            self.objective.to(memory_format=torch.channels_last)
         params = [p for p in objective.parameters() if p.requires_grad]
         o = cfg.optim
         if o.optimizer == "adam":

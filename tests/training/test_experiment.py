@@ -10,7 +10,7 @@ import pytest
 
 from tests.training.test_training import TINY_MODELS
 from training.cli import main
-from training.experiment import run_experiment
+from training.experiment import TUNE_GRID, run_experiment, tune_candidates
 from training.experiment_report import DISCUSSION, report
 
 GRID = {"weight": (0.6, 1.2), "params.pkdot.k": (3,)}
@@ -20,6 +20,13 @@ def tiny_overrides(root: Path, cache: Path) -> list[str]:
     return [f"data.root={str(root)!r}", f"data.cache={str(cache)!r}", "data.num_frames=4", "data.folds=3",
             "data.val_fraction=0.5", "data.channels=['gsr', 'emg_trapezius']", "optim.epochs=1",
             "optim.batch_size=4", "optim.bn_recalibration_batches=2", "kd.params={'pkdot': {'k': 3}}", *TINY_MODELS]
+
+
+def test_tune_candidates() -> None:
+    grid = {"a": (1, 2, 3), "b": (10, 20)}
+    assert tune_candidates(grid) == [(1, 10), (2, 10), (3, 10), (1, 20)]  # one option changed at a time
+    assert len(tune_candidates(grid, full=True)) == 6
+    assert tune_candidates(TUNE_GRID)[0] == (0.6, 10, 0.01)  # the paper's λ and ε come first: they win ties
 
 
 @pytest.fixture(scope="module")
