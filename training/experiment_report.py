@@ -45,7 +45,7 @@ def tuning_table(folder: Path) -> list[str]:
     rows = list(csv.DictReader(grid.open()))
     chosen = json.loads((folder / "chosen.json").read_text())
     names = list(rows[0])
-    lines = ["PKDOT tuning on the first fold's validation subjects (seed of that fold; test subjects never seen):", "",
+    lines = ["PKDOT tuning on the validation subjects of the first fold, first seed (test subjects never seen):", "",
              "| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
     lines += ["| " + " | ".join(r[n] if n != names[-1] else f"{float(r[n]):.3f}" for n in names) + " |" for r in rows]
     return [*lines, "", f"Chosen: {', '.join(chosen['overrides'])}.", ""]
