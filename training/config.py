@@ -155,3 +155,27 @@ def _validate(cfg: RunConfig) -> None:
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
+
+
+# Options a stopped run may resume with changed: where things are, how the run is executed, and more epochs.
+RESUMABLE_CHANGES = ("out", "device", "threads", "data.root", "data.cache", "optim.epochs")
+
+
+def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and k not in ("params",):
+            flat |= _flatten(v, f"{prefix}{k}.")
+        else:
+            flat[f"{prefix}{k}"] = v
+    return flat
+
+
+def config_changes(saved: dict, new: dict) -> list[str]:
+    """'key: old -> new' for every option that differs between a run's saved config and a new one, except those a
+    resumed run may change (RESUMABLE_CHANGES)."""
+    a, b = _flatten(saved), _flatten(new)
+    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b))
+            if k not in RESUMABLE_CHANGES and json.dumps(a.get(k), sort_keys=True, default=str)
+            != json.dumps(b.get(k), sort_keys=True, default=str)]
+

@@ -28,7 +28,8 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
-from training.config import RunConfig
+from training.config import RunConfig, config_changes
+from training.errors import ConfigError
 from training.metrics import PRIMARY_METRIC, confusion_matrix, per_subject, task_metrics
 from training.objectives import TARGET_KEY, predictions
 
@@ -114,6 +115,18 @@ class Trainer:
         torch.save(state, tmp)
         tmp.replace(self.run_dir / "last.pt")
 
+    def _refuse_changed_resume(self) -> None:
+        """A stopped run continues only with the configuration it started with: resuming with other data, model or
+        losses would mix two runs in one checkpoint."""
+        saved = self.run_dir / "config.json"
+        if not (self.run_dir / "last.pt").is_file() or not saved.is_file():
+            return
+        changes = config_changes(json.loads(saved.read_text()), json.loads(json.dumps(self.cfg.to_dict(),
+                                                                                      default=str)))
+        if changes:
+            raise ConfigError(f"{self.run_dir} holds a run started with another configuration ({'; '.join(changes)})"
+                              f"; choose a new run folder (--out) or delete this one to start again")
+
     def _resume(self) -> None:
         path = self.run_dir / "last.pt"
         if not path.is_file():
@@ -194,6 +207,7 @@ class Trainer:
 
     def fit(self, train: Dataset, val: Dataset, test: Dataset | None = None, max_steps: int | None = None) -> dict:
         """Train for cfg.optim.epochs (resuming a stopped run), keep the best validation epoch, test it."""
+        self._refuse_changed_resume()
         if self.rank == 0:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self.cfg.save(self.run_dir / "config.json")

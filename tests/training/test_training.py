@@ -10,6 +10,7 @@ import torch
 
 from training.cli import main
 from training.config import load_config
+from training.errors import ConfigError
 from training.evaluate import evaluate_run
 from training.train import load_run, run_training
 
@@ -62,6 +63,11 @@ def test_resume_continues_where_it_stopped(tiny_biovid, tmp_path: Path) -> None:
     run_training(pain_config(root, cache, out, epochs=3), progress=False)
     rows = (out / "metrics.jsonl").read_text().splitlines()
     assert rows[0] == first[0] and [json.loads(r)["epoch"] for r in rows] == [1, 2, 3]
+    changed = pain_config(root, cache, out, epochs=4)
+    changed.data.num_frames, changed.optim.lr = 3, 0.5
+    with pytest.raises(ConfigError, match=r"data.num_frames: 4 -> 3; optim.lr: 0.001 -> 0.5"):
+        run_training(changed, progress=False)  # another configuration never continues this run's checkpoint
+    assert (out / "metrics.jsonl").read_text().splitlines() == rows
 
 
 @pytest.mark.parametrize("method", ["pkdot", "none", "kd", "pkd", "smpkd", "rkd", "pkt", "fitnet"])
