@@ -145,7 +145,7 @@ def run(ctx: BenchContext) -> dict:
             else:
                 affect_prediction(o["va"][0], manifest.outputs.ranges)
             t.append(time.perf_counter())
-            for name, a, b in zip(in_chain, t, t[1:], strict=True):
+            for name, a, b in zip(in_chain, t[:-1], t[1:], strict=True):
                 in_chain[name].append(b - a)
 
         def run_chain(n: int, pace: float) -> list[float]:
