@@ -56,3 +56,13 @@ def test_readme_documents_every_setting_and_the_test_command() -> None:
     assert "bash scripts/test.sh" in (ROOT / ".ci" / "run").read_text()
     quick = readme.split("## Quick start", 1)[1].split("##", 1)[0]
     assert "bash scripts/serve.sh" in quick and "bash scripts/test.sh" in quick and "docker compose up" in quick
+
+
+def test_relative_links_in_the_docs_resolve() -> None:
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "models" / "README.md"]
+    broken = []
+    for page in pages:
+        for target in re.findall(r"\]\(([^)\s#]+)(?:#[^)]*)?\)", page.read_text()):
+            if not re.match(r"[a-z]+:", target) and not (page.parent / target).exists():
+                broken.append(f"{page.relative_to(ROOT)} -> {target}")
+    assert not broken, broken
