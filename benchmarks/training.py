@@ -87,7 +87,8 @@ def measure_tnet(ctx: BenchContext) -> dict:
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1800)
     wall = time.perf_counter() - t0
     epochs = len(re.findall(r"training\.engine: epoch \d+/", proc.stderr + proc.stdout))
-    return {"command": " ".join(["pkdot", *cmd[3:]]), "wall_s": round(wall, 1), "epochs": epochs,
+    shown = [a.replace(f"{ROOT}/", "") for a in cmd[3:]]  # paths as a user in the repository would type them
+    return {"command": " ".join(["pkdot", *shown]), "wall_s": round(wall, 1), "epochs": epochs,
             "exit_code": proc.returncode, "load_average_before": load}
 
 
