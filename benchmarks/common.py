@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from training.jsonutil import to_jsonable
+
 ROOT = Path(__file__).resolve().parent.parent  # the repository root
 PACKAGES = ("numpy", "onnxruntime", "onnxruntime-gpu", "torch", "mediapipe", "opencv-contrib-python", "fastapi",
             "uvicorn", "websockets", "pydantic")
@@ -223,17 +225,7 @@ def gpu_name() -> str | None:
 
 def write_json(path: Path, obj: object) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj, indent=1, default=_jsonable) + "\n")
-
-
-def _jsonable(x: object) -> object:
-    if isinstance(x, np.generic):
-        return x.item()
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    if isinstance(x, Path):
-        return str(x)
-    raise TypeError(f"{type(x).__name__} is not JSON serialisable")
+    path.write_text(json.dumps(obj, indent=1, default=to_jsonable) + "\n")
 
 
 def rel(path: Path) -> str:

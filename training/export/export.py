@@ -45,6 +45,7 @@ from training.export.graphs import (
 from training.export.parity import TOLERANCES, ParityReport, Tolerance, check_parity
 from training.export.quantize import CalibrationData, calibration_inputs, quantize_graph
 from training.export.triton import DEFAULT_MAX_BATCH_SIZE, triton_config
+from training.jsonutil import to_jsonable
 
 log = logging.getLogger(__name__)
 
@@ -275,7 +276,7 @@ def export_model(
         for g in graphs:
             manifest_dict["files"][graph_file(g.name)] = "0" * 64  # placeholders, for validation before writing
         try:
-            manifest = Manifest.model_validate(json.loads(json.dumps(manifest_dict, default=_jsonable)))
+            manifest = Manifest.model_validate(json.loads(json.dumps(manifest_dict, default=to_jsonable)))
         except ValidationError as exc:
             raise ExportError(f"the manifest does not validate: {exc}") from None
         for g in graphs:
@@ -298,16 +299,6 @@ def export_model(
     sizes = {name: (out_dir / g.file).stat().st_size for name, g in manifest.graphs.items()}
     log.info("exported %s %s (%s) to %s", name, version, precision, out_dir)
     return ExportResult(out_dir, manifest, parity, sizes, int8)
-
-
-def _jsonable(x: object) -> object:
-    if isinstance(x, np.generic):
-        return x.item()
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    if isinstance(x, Path):
-        return str(x)
-    raise TypeError(f"{type(x).__name__} is not JSON serialisable")
 
 
 def _version(package: str) -> str:
