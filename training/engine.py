@@ -264,7 +264,8 @@ class Trainer:
 
         if self.cfg.task == "pain":
             labels = ["BL1", "PA4"] if self.num_classes == 2 else ["BL1", "PA1", "PA2", "PA3", "PA4"]
-            plots.confusion(confusion_matrix(y, p, self.num_classes), labels,
+            classes = p.argmax(1) if p.ndim == 2 else p
+            plots.confusion(confusion_matrix(y, classes, self.num_classes), labels,
                             self.run_dir / f"confusion_{name}.png", f"{self.cfg.kind}: {name} confusion")
         else:
             plots.va_scatter(y, p, self.run_dir / f"va_scatter_{name}.png", f"{self.cfg.kind}: {name}")

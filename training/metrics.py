@@ -1,6 +1,8 @@
 """Evaluation metrics (numpy only): pain classification and valence/arousal regression, with per-subject breakdown.
 
-Pain: accuracy, macro-F1, mean absolute error in levels, quadratic-weighted Cohen's kappa.
+Pain: accuracy, macro-F1, mean absolute error in levels, quadratic-weighted Cohen's kappa; from class probabilities
+also the paper's binary protocol read off the five-class model (BL1 vs PA4 samples, PA4 when the expected level
+is above the middle level) and Spearman's rank correlation between the expected level and the class.
 Affect: Lin's concordance correlation coefficient (CCC), RMSE and Pearson's r, per dimension.
 """
 
@@ -42,17 +44,41 @@ def quadratic_weighted_kappa(cm: np.ndarray) -> float:
     return float(1.0 - (w * cm).sum() / denom) if denom > 0 else 0.0
 
 
-def pain_metrics(y_true: Sequence[int], y_pred: Sequence[int], num_classes: int) -> dict[str, float]:
-    y_true, y_pred = np.asarray(y_true, int), np.asarray(y_pred, int)
+def expected_level(probabilities: np.ndarray) -> np.ndarray:
+    """sum_k k * p_k per row of (N, C) class probabilities: the ordinal level the model expects, in [0, C - 1]."""
+    p = np.asarray(probabilities, float)
+    return p @ np.arange(p.shape[1], dtype=float)
+
+
+def spearman(x: np.ndarray, y: np.ndarray) -> float:
+    """Spearman's rank correlation (average ranks for ties): Pearson's r of the ranks."""
+    from scipy.stats import rankdata
+
+    return pearson(rankdata(x), rankdata(y))
+
+
+def pain_metrics(y_true: Sequence[int], y_pred: Sequence[int] | np.ndarray, num_classes: int) -> dict[str, float]:
+    """y_pred: predicted classes (N,), or class probabilities (N, C), which add `binary_accuracy` (BL1 vs PA4
+    samples only, five classes) and `spearman` (expected level against the class)."""
+    y_true, y_pred = np.asarray(y_true, int), np.asarray(y_pred)
     if len(y_true) == 0:
         raise ValueError("no samples to evaluate")
-    cm = confusion_matrix(y_true, y_pred, num_classes)
-    return {
-        "accuracy": float((y_true == y_pred).mean()),
+    probabilities = y_pred if y_pred.ndim == 2 else None
+    classes = (probabilities.argmax(1) if probabilities is not None else y_pred).astype(int)
+    cm = confusion_matrix(y_true, classes, num_classes)
+    out = {
+        "accuracy": float((y_true == classes).mean()),
         "macro_f1": macro_f1(cm),
-        "mae": float(np.abs(y_true - y_pred).mean()),
+        "mae": float(np.abs(y_true - classes).mean()),
         "qwk": quadratic_weighted_kappa(cm),
     }
+    if probabilities is not None and num_classes > 2:
+        level = expected_level(probabilities)
+        ends = (y_true == 0) | (y_true == num_classes - 1)
+        if ends.any():
+            out["binary_accuracy"] = float(((level[ends] > (num_classes - 1) / 2) == (y_true[ends] > 0)).mean())
+        out["spearman"] = spearman(level, y_true)
+    return out
 
 
 def ccc(x: np.ndarray, y: np.ndarray) -> float:
@@ -85,7 +111,8 @@ def affect_metrics(va_true: np.ndarray, va_pred: np.ndarray) -> dict[str, float]
 
 
 def task_metrics(task: str, targets: np.ndarray, predictions: np.ndarray, num_classes: int = 5) -> dict[str, float]:
-    """Dispatch on the task: pain targets/predictions are class indices, affect ones (N, 2) arrays."""
+    """Dispatch on the task: pain targets are class indices and predictions class indices or (N, C)
+    probabilities; affect targets and predictions are (N, 2) arrays."""
     if task == "pain":
         return pain_metrics(targets, predictions, num_classes)
     if task == "affect":

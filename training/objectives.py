@@ -24,8 +24,8 @@ def privileged_input(batch: dict) -> torch.Tensor:
 
 
 def predictions(task: str, out: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Class indices (pain) or the (B, 2) valence/arousal (affect)."""
-    return out["logits"].argmax(1) if task == "pain" else out["va"]
+    """Class probabilities (B, C) (pain) or the (B, 2) valence/arousal (affect)."""
+    return out["logits"].softmax(1) if task == "pain" else out["va"]
 
 
 class TeacherObjective(nn.Module):

@@ -109,7 +109,8 @@ def evaluate_graphs(graphs: Mapping[str, str | os.PathLike], task: str, data: Va
             raise ValueError(f"a validation batch has no target (one of {', '.join(TARGET_KEYS)})")
         if task == "pain":
             num_classes = out["logits"].shape[-1]
-            preds.append(out["logits"].argmax(-1))
+            logits = out["logits"] - out["logits"].max(-1, keepdims=True)
+            preds.append(np.exp(logits) / np.exp(logits).sum(-1, keepdims=True))  # (B, C) probabilities
         else:
             preds.append(out["va"])
         targets.append(target)
