@@ -65,7 +65,7 @@ def _window(t: np.ndarray, onset: float, duration: float) -> np.ndarray:
 
 def gsr(phys: Physiology, intensity: float, t: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Tonic level + drift + one phasic response scaled by the intensity + spontaneous responses + noise."""
-    amplitude = phys.gsr_gain * intensity * np.exp(rng.normal(0.0, 0.2))
+    amplitude = phys.gsr_gain * intensity * np.exp(rng.normal(0.0, 0.1))
     onset = rng.uniform(1.2, 2.2)  # latency of the response within the window
     x = phys.gsr_level + rng.normal(0.0, 0.3) + rng.normal(0.0, 0.03) * t + amplitude * scr(t, onset)
     for _ in range(rng.poisson(0.15 * (t[-1] + 2.0))):  # non-specific responses, unrelated to the stimulus
@@ -76,7 +76,7 @@ def gsr(phys: Physiology, intensity: float, t: np.ndarray, rng: np.random.Genera
 def emg(phys: Physiology, intensity: float, t: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Resting activity + a burst whose amplitude grows with the intensity; 20-250 Hz like surface EMG."""
     n = len(t)
-    burst = phys.emg_gain * intensity * np.exp(rng.normal(0.0, 0.2))
+    burst = phys.emg_gain * intensity * np.exp(rng.normal(0.0, 0.1))
     envelope = burst * _window(t, rng.uniform(0.6, 1.4), rng.uniform(2.8, 3.6))
     if rng.random() < 0.3:  # a movement artefact, unrelated to the stimulus
         envelope += rng.uniform(0.0, 0.6) * phys.emg_gain * _window(t, rng.uniform(0.0, t[-1]), rng.uniform(0.3, 1))

@@ -21,7 +21,14 @@ import numpy as np
 from training.data.synth.biosignals import BIO_CHANNELS, BIO_RATE, pain_biosignals
 from training.data.synth.encode import write_mp4
 from training.data.synth.output import SynthSummary, check_size, disk_usage, prepare_output_dir, run_jobs
-from training.data.synth.pain import CLASS_NAMES, PAIN_INTENSITY, PainSubject, make_pain_subject, pain_expression
+from training.data.synth.pain import (
+    CLASS_NAMES,
+    PAIN_INTENSITY,
+    PainSubject,
+    make_pain_subject,
+    pain_expression,
+    pain_response,
+)
 from training.data.synth.scene import render
 from training.data.synth.seeds import rng_for
 from training.errors import ConfigError
@@ -34,6 +41,7 @@ SAMPLES_HEADER = ("subject_id", "subject_name", "class_id", "class_name", "sampl
 BIO_HEADER = ("time", *BIO_CHANNELS)
 OWNED = ("samples.csv", "video", "biosignals_filtered")
 DEFAULT_SIZE = (320, 240)
+HEAD_MOTION = 0.4  # head pose amplitude relative to Aff-Wild2's: BioVid subjects sit facing the camera
 
 
 @dataclass(frozen=True)
@@ -84,10 +92,10 @@ def _subject(seed: int, subject_id: int, size: tuple[int, int]) -> PainSubject:
 def write_sample(root: Path, sample: BioVidSample, seed: int, size: tuple[int, int]) -> int:
     """The video and the biosignal file of one sample; returns the number of frames written."""
     subject = _subject(seed, sample.subject_id, size)
-    intensity = PAIN_INTENSITY[sample.class_id]
-    aus = pain_expression(subject, intensity, N_FRAMES, FPS, rng_for(seed, "expression", sample.sample_id))
-    clip = render(subject.person, aus, rng_for(seed, "camera", sample.sample_id), FPS)
-    signals = pain_biosignals(subject.physiology, intensity, N_BIO, rng_for(seed, "biosignals", sample.sample_id))
+    response = pain_response(subject, PAIN_INTENSITY[sample.class_id], rng_for(seed, "response", sample.sample_id))
+    aus = pain_expression(subject, response, N_FRAMES, FPS, rng_for(seed, "expression", sample.sample_id))
+    clip = render(subject.person, aus, rng_for(seed, "camera", sample.sample_id), FPS, motion=HEAD_MOTION)
+    signals = pain_biosignals(subject.physiology, response, N_BIO, rng_for(seed, "biosignals", sample.sample_id))
 
     video_dir = root / "video" / sample.subject_name
     bio_dir = root / "biosignals_filtered" / sample.subject_name

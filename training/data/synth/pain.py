@@ -1,15 +1,20 @@
-"""The pain task's generative model: a pain level drives a weak facial expression and strong biosignals.
+"""The pain task's generative model: one latent response per sample drives both the face and the biosignals.
 
-For a sample of level p in {0..4} (BL1, PA1..PA4), intensity I = p / 4, window time t in seconds:
+For a sample of stimulus level p in {0..4} (BL1, PA1..PA4), intensity I = p / 4, window time t in seconds:
 
-    face:  w_a(t) = r_a + 1.3 * e_s * I * z * m_a * env(t)            for the pain AUs a (brow_lower, eye_narrow,
-                                                                       nose_wrinkle, mouth_stretch)
-           + distractors (grimaces, smiles, jaw movements unrelated to p) + blinks
-    body:  GSR, ECG, EMG from biosignals.py with intensity I
+    response:  r = I * kappa_s * exp(N(0, 0.15))                     what the subject feels (not observed)
+    face:      w_a(t) = r_a + 3.5 * e_s * m_a * r * z * env(t)        for the pain AUs a (brow_lower, eye_narrow,
+                                                                      nose_wrinkle, mouth_stretch, jaw_drop)
+               + rarer, smaller distractors (grimaces, smiles, lips parting) + blinks
+    body:      GSR, ECG, EMG from biosignals.py driven by r (less noise than the face)
+    label:     the stimulus p, as in BioVid (labels are temperatures, not felt pain)
 
-e_s ~ Beta(1.1, 1.6) is the subject's expressiveness (many subjects barely show pain), m_a ~ U(0.3, 1.3) the
-subject's own mix of AUs, r_a ~ N(0, 0.12) a resting expression, z = exp(N(0, 0.3)) the sample's variation and
-env a raised-cosine pulse with onset U(0.8, 2.0) s and duration U(2.0, 3.5) s. See docs/synthetic-data.md.
+kappa_s ~ U(0.7, 1.3) is the subject's sensitivity (shared by face and body), e_s ~ U(0.5, 1.2) the subject's
+expressiveness and m_a ~ U(0.7, 1.3) their own mix of AUs (face only), r_a ~ N(0, 0.08) a resting expression,
+z = exp(N(0, 0.3)) the sample's expression noise (face only) and env a raised-cosine pulse with onset
+U(0.8, 1.6) s and duration U(2.5, 3.5) s. The face shows r through subject and sample noise the biosignals do not
+have, so the face cue is learnable but weaker, and a teacher that reads the biosignals is organised by r: the
+per-sample structure that distillation can transfer. See docs/synthetic-data.md.
 """
 
 from __future__ import annotations
@@ -24,42 +29,53 @@ from training.data.synth.scene import Person, blinks, bump, make_person
 
 CLASS_NAMES = ("BL1", "PA1", "PA2", "PA3", "PA4")
 PAIN_INTENSITY = (0.0, 0.25, 0.5, 0.75, 1.0)  # I per class id
-PAIN_AUS = tuple(AU_INDEX[a] for a in ("brow_lower", "eye_narrow", "nose_wrinkle", "mouth_stretch"))
+PAIN_AUS = tuple(AU_INDEX[a] for a in ("brow_lower", "eye_narrow", "nose_wrinkle", "mouth_stretch", "jaw_drop"))
+FACE_GAIN = 3.5  # AU intensity at r = 1 for a subject of average expressiveness and style
+# the jaw opens less than the other AUs move: its field is the largest (4 px at intensity 1)
+AU_SCALE = np.array([1.0, 1.0, 1.0, 1.0, 0.35])
 
 
 @dataclass
 class PainSubject:
     person: Person
     physiology: Physiology
-    expressiveness: float  # e_s in [0, 1]
-    style: np.ndarray  # (4,) m_a, weight of each pain AU
+    sensitivity: float  # kappa_s: how strongly this subject responds to heat (face and body alike)
+    expressiveness: float  # e_s: how much of the response reaches the face
+    style: np.ndarray  # (len(PAIN_AUS),) m_a, weight of each pain AU
     rest: np.ndarray  # (n_AU,) r_a, resting expression
 
 
 def make_pain_subject(rng: np.random.Generator, size: tuple[int, int]) -> PainSubject:
     physiology = make_physiology(rng)  # drawn first: the biosignals do not depend on the frame size
-    expressiveness = float(rng.beta(1.1, 1.6))
-    style = rng.uniform(0.3, 1.3, len(PAIN_AUS))
+    sensitivity = float(rng.uniform(0.7, 1.3))
+    expressiveness = float(rng.uniform(0.5, 1.2))
+    style = rng.uniform(0.7, 1.3, len(PAIN_AUS))
     rest = np.zeros(len(ACTION_UNITS))
-    rest[list(PAIN_AUS)] = rng.normal(0.0, 0.12, len(PAIN_AUS))
-    rest[AU_INDEX["smile"]] = rng.normal(0.0, 0.2)
-    return PainSubject(make_person(rng, size), physiology, expressiveness, style, rest)
+    rest[list(PAIN_AUS)] = rng.normal(0.0, 0.08, len(PAIN_AUS))
+    rest[AU_INDEX["smile"]] = rng.normal(0.0, 0.15)
+    return PainSubject(make_person(rng, size), physiology, sensitivity, expressiveness, style, rest)
 
 
-def pain_expression(subject: PainSubject, intensity: float, n: int, fps: float, rng: np.random.Generator) -> np.ndarray:
-    """AU intensities (n, n_AU) of one sample."""
+def pain_response(subject: PainSubject, intensity: float, rng: np.random.Generator) -> float:
+    """The sample's latent response r = I * kappa_s * exp(N(0, 0.15)); 0 at baseline."""
+    return float(intensity * subject.sensitivity * np.exp(rng.normal(0.0, 0.15)))
+
+
+def pain_expression(subject: PainSubject, response: float, n: int, fps: float, rng: np.random.Generator) -> np.ndarray:
+    """AU intensities (n, n_AU) of one sample whose latent response is `response`."""
     t = np.arange(n) / fps
     aus = np.tile(subject.rest, (n, 1))
-    amplitude = 1.3 * subject.expressiveness * intensity * np.exp(rng.normal(0.0, 0.3))
-    env = bump(t, rng.uniform(0.8, 2.0), rng.uniform(2.0, 3.5))
-    aus[:, PAIN_AUS] += amplitude * subject.style[None, :] * env[:, None]
+    amplitude = FACE_GAIN * subject.expressiveness * response * np.exp(rng.normal(0.0, 0.3))
+    env = bump(t, rng.uniform(0.8, 1.6), rng.uniform(2.5, 3.5))
+    aus[:, PAIN_AUS] += amplitude * (subject.style * AU_SCALE)[None, :] * env[:, None]
     span = n / fps
-    if rng.random() < 0.3:  # a grimace unrelated to the stimulus (discomfort, concentration)
-        which = [a for a in PAIN_AUS if rng.random() < 0.6] or [PAIN_AUS[0]]
-        aus[:, which] += rng.uniform(0.2, 1.0) * bump(t, rng.uniform(-0.5, span - 0.5), rng.uniform(0.8, 2.0))[:, None]
+    if rng.random() < 0.15:  # a grimace unrelated to the stimulus (discomfort, concentration)
+        which = [a for a in PAIN_AUS[:4] if rng.random() < 0.5] or [PAIN_AUS[0]]
+        aus[:, which] += rng.uniform(0.1, 0.5) * bump(t, rng.uniform(-0.5, span - 0.5), rng.uniform(0.8, 2.0))[:, None]
     if rng.random() < 0.3:  # a smile or a smirk
         aus[:, AU_INDEX["smile"]] += rng.uniform(-0.4, 0.9) * bump(t, rng.uniform(-0.5, span - 0.5), rng.uniform(1, 3))
-    if rng.random() < 0.2:  # lips parting, swallowing
-        aus[:, AU_INDEX["jaw_drop"]] += rng.uniform(0.1, 0.5) * bump(t, rng.uniform(0, span - 1), rng.uniform(0.5, 1.5))
+    if rng.random() < 0.15:  # lips parting, swallowing
+        aus[:, AU_INDEX["jaw_drop"]] += rng.uniform(0.05, 0.25) * bump(t, rng.uniform(0, span - 1),
+                                                                        rng.uniform(0.5, 1.5))
     aus[:, AU_INDEX["blink"]] += blinks(rng, n, fps)
     return aus

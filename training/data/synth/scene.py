@@ -129,11 +129,12 @@ def head_pose(rng: np.random.Generator, n: int, fps: float) -> np.ndarray:
     return np.stack([a * smooth_noise(rng, n, fps, 0.4) for a in amp], axis=1)
 
 
-def render(person: Person, aus: np.ndarray, rng: np.random.Generator, fps: float) -> Clip:
-    """Frames of one recording: `aus` float (N, n_AU) intensities per frame."""
+def render(person: Person, aus: np.ndarray, rng: np.random.Generator, fps: float, motion: float = 1.0) -> Clip:
+    """Frames of one recording: `aus` float (N, n_AU) intensities per frame; `motion` scales the head pose (a
+    seated subject facing the camera, as in BioVid, moves less than a person in a video from the wild)."""
     n = len(aus)
     w, h = person.size
-    pose = head_pose(rng, n, fps)
+    pose = motion * head_pose(rng, n, fps)
     contrast = person.contrast * (1.0 + 0.04 * smooth_noise(rng, n, fps, 0.3))
     brightness = person.brightness + 6.0 * smooth_noise(rng, n, fps, 0.3)
     cx, cy = person.face.landmarks.centre
