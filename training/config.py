@@ -34,6 +34,7 @@ class DataConfig:
     split_seed: int = 0
     target_stride: int = 4  # Aff-Wild2: every n-th annotated frame is a clip target (1: all)
     workers: int = 0  # DataLoader worker processes
+    augment: bool = True  # training clips: random horizontal flip and a shift of up to 2 px (the whole clip alike)
 
 
 @dataclass

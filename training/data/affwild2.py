@@ -34,6 +34,7 @@ from torch.utils.data import Dataset
 from service.preprocessing.audio import AUDIO_RATE_HZ, N_MELS, audio_window, log_mel
 from service.preprocessing.crop import to_model_input
 from service.preprocessing.media import MediaError, decode_audio, video_info
+from training.data.biovid import augment_clip
 from training.data.cache import CropCache
 from training.data.skipping import SkipLog, SkippedSample
 from training.errors import ConfigError, DatasetError
@@ -254,7 +255,8 @@ class AffWild2Dataset(Dataset):
                  num_frames: int = 8, stride: int = 1, target_stride: int = 1, with_audio: bool = True,
                  sample_rate: int = AUDIO_RATE_HZ, n_mels: int = N_MELS, audio_window_s: float = 1.0,
                  frame_tolerance: int = FRAME_TOLERANCE, strict: bool = False,
-                 audio_cache_videos: int | None = None) -> None:
+                 audio_cache_videos: int | None = None, augment: bool = False) -> None:
+        self.augment = augment
         if num_frames < 1 or stride < 1 or target_stride < 1:
             raise ConfigError("num_frames, stride and target_stride must be at least 1")
         if frame_tolerance < 0:
@@ -371,6 +373,8 @@ class AffWild2Dataset(Dataset):
         inside = clip >= 0
         pos = np.maximum(np.searchsorted(v.cached_frames, clip, side="right") - 1, 0)  # (T,) nearest earlier crop
         crops = np.asarray(self.cache.read(entry.name).crops[v.cached_rows[pos]])  # (T, S, S, 3) uint8
+        if self.augment:  # torch's RNG: seeded per DataLoader worker and by torch.manual_seed
+            crops = augment_clip(crops, np.random.default_rng(int(torch.randint(0, 2**62, (1,)))))
         safe = np.clip(clip, 0, len(v.labels) - 1)
         mask = inside & v.valid[safe]  # (T,)
         va_seq = np.where(mask[:, None], v.labels[safe], 0.0).astype(np.float32)  # (T, 2)

@@ -143,6 +143,18 @@ def tsn_indices(n: int, num_segments: int, train: bool, rng: np.random.Generator
     return lo + (rng.random(num_segments) * (hi - lo)).astype(np.int64)
 
 
+def augment_clip(crops: np.ndarray, rng: np.random.Generator, max_shift: int = 2) -> np.ndarray:
+    """The same random horizontal flip and shift of up to `max_shift` px (edges replicated) for every frame of a
+    clip (T, S, S, 3): what detector jitter and mirrored cameras do, without changing the expression."""
+    if rng.random() < 0.5:
+        crops = crops[:, :, ::-1]
+    dy, dx = rng.integers(-max_shift, max_shift + 1, 2)
+    s = crops.shape[1]
+    rows = np.clip(np.arange(s) - dy, 0, s - 1)
+    cols = np.clip(np.arange(s) - dx, 0, s - 1)
+    return np.ascontiguousarray(crops[:, rows][:, :, cols])
+
+
 class BioVidDataset(Dataset):
     """BioVid Part A samples: face frames from the crop cache and biosignals from the release files.
 
@@ -167,7 +179,7 @@ class BioVidDataset(Dataset):
                  samples: Sequence[BioVidSample | str] | None = None, *, num_frames: int = 10, train: bool = False,
                  channels: Sequence[str] = ("gsr",), signal: str = "raw", task: str = "five",
                  with_signal: bool = True, strict: bool = False, check_videos: bool = False,
-                 normalise: str = "zscore") -> None:
+                 normalise: str = "zscore", augment: bool = False) -> None:
         if task not in TASKS:
             raise ConfigError(f"unknown BioVid task {task!r}: choose one of {', '.join(TASKS)}")
         if signal not in SIGNALS:
@@ -190,6 +202,7 @@ class BioVidDataset(Dataset):
             raise ConfigError(f"unknown biosignal normalisation {normalise!r}: choose one of "
                               f"{', '.join(NORMALISATIONS)}")
         self.normalise = normalise
+        self.augment = augment
 
         everything = read_samples_csv(self.root)
         if samples is None:
@@ -286,6 +299,8 @@ class BioVidDataset(Dataset):
         rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,)))) if self.train else None
         pick = order[tsn_indices(len(order), self.num_frames, self.train, rng)]  # (T,) rows of the cache entry
         crops = np.asarray(self.cache.read(s.key).crops[pick])  # (T, S, S, 3) uint8
+        if self.augment:
+            crops = augment_clip(crops, rng)
         item = {"video": torch.from_numpy(to_model_input(crops, self.spec)),  # (T, 3, S, S)
                 "label": self._label(s), "subject": s.subject_name, "key": s.key}
         if self.with_signal:

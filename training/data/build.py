@@ -39,7 +39,8 @@ def build_datasets(data: DataConfig, task: str, *, privileged: bool = True, stri
         def make(part: list, train: bool) -> Dataset:
             return BioVidDataset(data.root, data.cache, part, num_frames=data.num_frames, train=train,
                                  channels=data.channels, signal=data.signal, task=data.pain_classes,
-                                 with_signal=privileged, strict=strict, normalise=data.signal_norm)
+                                 with_signal=privileged, strict=strict, normalise=data.signal_norm,
+                                 augment=train and data.augment)
 
         num_classes, fps = (5 if data.pain_classes == "five" else 2), 25.0
     else:
@@ -52,7 +53,7 @@ def build_datasets(data: DataConfig, task: str, *, privileged: bool = True, stri
         def make(part: list, train: bool) -> Dataset:
             return AffWild2Dataset(data.root, data.cache, part, sets="both", num_frames=data.num_frames,
                                    stride=data.frame_stride, target_stride=data.target_stride,
-                                   with_audio=privileged, strict=strict)
+                                   with_audio=privileged, strict=strict, augment=train and data.augment)
 
         num_classes, fps = 0, 30.0
     if not split.val:

@@ -45,6 +45,9 @@ class StreamingStudent(nn.Module):
         hidden_dim: TemporalHead width (default 256).
         dilations: TemporalHead dilations (default (1, 2, 4): receptive field 15 frames).
         dropout: dropout in encoder, temporal head and task head (default 0.1).
+        encoder: frame encoder, "mobilenet" (default) or "compact" (see training.models.visual).
+        input_size: crop side of the compact encoder (default 64).
+        delta: the temporal head also reads each frame's change from the window's first frame (default False).
 
     forward(clip (B, T, 3, H, W)) → {"embedding": z (B, embed_dim), "visual": z (the same tensor: the student's
     visual features), "frame_embeddings": (B, T, frame_dim), and "logits" (B, num_classes) or "va" (B, 2)}.
@@ -60,12 +63,16 @@ class StreamingStudent(nn.Module):
         hidden_dim: int = 256,
         dilations: tuple[int, ...] = (1, 2, 4),
         dropout: float = 0.1,
+        encoder: str = "mobilenet",
+        input_size: int = 64,
+        delta: bool = False,
     ) -> None:
         super().__init__()
         self.task = check_task(task)
         self.output_key = TASK_OUTPUT[task]
         self.frame_dim, self.embed_dim = frame_dim, embed_dim
-        self.visual = StreamingVisual(frame_dim, embed_dim, width, hidden_dim, dilations, dropout)
+        self.visual = StreamingVisual(frame_dim, embed_dim, width, hidden_dim, dilations, dropout, encoder, input_size,
+                                      delta)
         self.head = create_head(task, embed_dim, num_classes, dropout)
 
     @property

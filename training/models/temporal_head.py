@@ -46,6 +46,8 @@ class TemporalHead(nn.Module):
         kernel: temporal kernel size (default 3).
         dilations: one causal block per entry (default (1, 2, 4): receptive field 15 frames).
         dropout: dropout inside the blocks, training only (default 0.1).
+        delta: also feed each step's change from the window's first frame, e_t − e_0 (default False): an
+            expression is a change of the face, and the difference cancels what stays (identity, light, camera).
     """
 
     def __init__(
@@ -56,23 +58,27 @@ class TemporalHead(nn.Module):
         kernel: int = 3,
         dilations: tuple[int, ...] = (1, 2, 4),
         dropout: float = 0.1,
+        delta: bool = False,
     ) -> None:
         super().__init__()
-        self.in_dim, self.out_dim = in_dim, out_dim
+        self.in_dim, self.out_dim, self.delta = in_dim, out_dim, delta
         self.receptive_field = 1 + (kernel - 1) * sum(dilations)
-        self.input = nn.Linear(in_dim, hidden_dim)
+        self.input = nn.Linear(2 * in_dim if delta else in_dim, hidden_dim)
         self.blocks = nn.ModuleList(CausalConvBlock(hidden_dim, kernel, d, dropout) for d in dilations)
         self.norm = nn.LayerNorm(hidden_dim)
         self.output = nn.Linear(hidden_dim, out_dim)
 
     def sequence(self, embeddings: torch.Tensor) -> torch.Tensor:
         """Causal features for every step: (B, T, in_dim) → (B, T, hidden_dim)."""
+        if self.delta:
+            embeddings = torch.cat([embeddings, embeddings - embeddings[:, :1]], dim=-1)  # (B, T, 2·in_dim)
         x = self.input(embeddings)  # (B, T, H)
         for block in self.blocks:
             x = block(x)  # (B, T, H)
         return self.norm(x)
 
     def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
-        window = embeddings[:, -self.receptive_field :]  # (B, min(T, RF), in_dim): all that reaches the last step
+        # all that reaches the last step: its receptive field (with delta, the first frame of the window as well)
+        window = embeddings if self.delta else embeddings[:, -self.receptive_field :]  # (B, ≤ T, in_dim)
         x = self.sequence(window)[:, -1]  # (B, H): the newest frame has seen the whole window
         return self.output(x)  # (B, out_dim)

@@ -15,11 +15,26 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from training.models.compact_encoder import CompactFrameEncoder
 from training.models.frame_encoder import FrameEncoder
 from training.models.r3d import R3D18
 from training.models.registry import build
 from training.models.temporal_head import TemporalHead
 from training.models.weights import load_visual_weights
+
+
+FRAME_ENCODERS = ("mobilenet", "compact")
+
+
+def make_frame_encoder(kind: str, out_dim: int, width: float, dropout: float, input_size: int) -> nn.Module:
+    """The per-frame encoder of a streaming backbone: "mobilenet" (FrameEncoder) or "compact"."""
+    if kind == "mobilenet":
+        return FrameEncoder(out_dim=out_dim, width=width, dropout=dropout)
+    if kind == "compact":
+        return CompactFrameEncoder(out_dim=out_dim, input_size=input_size, dropout=dropout)
+    from training.errors import ConfigError
+
+    raise ConfigError(f"unknown frame encoder {kind!r}; expected one of {', '.join(FRAME_ENCODERS)}")
 
 
 class StreamingVisual(nn.Module):
@@ -32,6 +47,10 @@ class StreamingVisual(nn.Module):
         hidden_dim: TemporalHead width (default 256).
         dilations: TemporalHead dilations (default (1, 2, 4)).
         dropout: dropout in encoder and head (default 0.1).
+        encoder: "mobilenet" (FrameEncoder, any crop size) or "compact" (CompactFrameEncoder, position-aware,
+            crops of `input_size`).
+        input_size: crop side for the compact encoder (default 64).
+        delta: the temporal head also reads each frame's change from the window's first frame (default False).
     """
 
     def __init__(
@@ -42,11 +61,14 @@ class StreamingVisual(nn.Module):
         hidden_dim: int = 256,
         dilations: tuple[int, ...] = (1, 2, 4),
         dropout: float = 0.1,
+        encoder: str = "mobilenet",
+        input_size: int = 64,
+        delta: bool = False,
     ) -> None:
         super().__init__()
         self.out_dim = out_dim
-        self.encoder = FrameEncoder(out_dim=frame_dim, width=width, dropout=dropout)
-        self.temporal = TemporalHead(frame_dim, hidden_dim, out_dim, dilations=dilations, dropout=dropout)
+        self.encoder = make_frame_encoder(encoder, frame_dim, width, dropout, input_size)
+        self.temporal = TemporalHead(frame_dim, hidden_dim, out_dim, dilations=dilations, dropout=dropout, delta=delta)
 
     def encode_frames(self, clip: torch.Tensor) -> torch.Tensor:
         """(B, T, 3, H, W) → per-frame embeddings (B, T, frame_dim), one FrameEncoder call per frame."""
