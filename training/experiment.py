@@ -1,5 +1,7 @@
 """The comparison experiment (`pkdot experiment`): teacher, visual-only student, and a student per distillation
-method, for several seeds on subject-independent folds; a table (markdown + CSV, mean ± std) and a bar chart.
+method, for several seeds on subject-independent folds; a table (markdown + CSV, mean ± std) and a bar chart, and
+each method's difference to the visual-only student paired by (fold, seed), with confidence intervals and the share
+of the teacher gap it recovers (paired.csv, paired.png; training/stats.py).
 
 Every run is an ordinary run folder under OUT/fold<F>/seed<S>/<name>; a finished run (metrics.json present) is
 not redone, so an interrupted experiment resumes. PKDOT's k, λ and ε can be tuned first on the validation subjects
@@ -12,12 +14,15 @@ import csv
 import itertools
 import json
 import logging
+import math
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from training import stats
 from training.config import load_config
 from training.errors import ConfigError
 
@@ -27,6 +32,7 @@ METHODS = ("none", "kd", "fitnet", "pkd", "smpkd", "rkd", "pkt", "pkdot")
 LABELS = {"teacher": "teacher (video + privileged)", "none": "visual-only (no KD)", "kd": "logit KD (Hinton)",
           "fitnet": "FitNets", "pkd": "PKD / M2PKD (cosine)", "smpkd": "SMPKD (similarity matrix)",
           "rkd": "RKD (distance + angle)", "pkt": "PKT", "pkdot": "PKDOT (OT, ours)"}
+PRIMARY = {"pain": "accuracy", "affect": "ccc_mean"}
 # λ, k, ε; each list starts with the paper's value (k: the synthetic configs' default, as batches are 16, not 128)
 TUNE_GRID = {"weight": (0.6, 1.2), "params.pkdot.k": (10, 20), "params.pkdot.eps": (0.01, 0.05)}
 
@@ -45,6 +51,7 @@ class ExperimentResult:
     rows: list[dict]  # one per run: method, fold, seed, test metrics
     table: list[dict]  # one per method: mean and std of each metric
     out: Path
+    paired: list[dict] = field(default_factory=list)  # one per (metric, KD method): see stats.paired_comparison
 
 
 def _run(config: Path | None, overrides: list[str], out: Path, progress: bool) -> dict:
@@ -90,22 +97,43 @@ def _init_worker() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-def _run_all(jobs: list[tuple], workers: int) -> list[dict]:
-    """Runs (config, overrides, out, progress) jobs, `workers` at a time in separate processes (1: in this one)."""
+def _run_all(jobs: list[tuple], workers: int, done: Callable[[int, dict], None] | None = None) -> list[dict]:
+    """Runs (config, overrides, out, progress) jobs, `workers` at a time in separate processes (1: in this one);
+    `done(index, summary)` is called as each job finishes."""
+    results: list[dict] = [{} for _ in jobs]
     if workers <= 1:
-        return [_run(*job) for job in jobs]
-    from concurrent.futures import ProcessPoolExecutor
+        for i, job in enumerate(jobs):
+            results[i] = _run(*job)
+            if done:
+                done(i, results[i])
+        return results
+    from concurrent.futures import ProcessPoolExecutor, as_completed
 
     with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker) as pool:
-        return list(pool.map(_run, *zip(*jobs, strict=True)))
+        futures = {pool.submit(_run, *job): i for i, job in enumerate(jobs)}
+        for future in as_completed(futures):
+            i = futures[future]
+            results[i] = future.result()
+            if done:
+                done(i, results[i])
+    return results
+
+
+def progress_line(method: str, fold: int, seed: int, summary: dict, count: int, total: int, resumed: bool) -> str:
+    """One finished run: `[3/18] fold 0 seed 1 pkdot    test accuracy 0.4120` (`(resumed)` when it was done
+    before)."""
+    metric = summary["primary_metric"]
+    return (f"[{count}/{total}] fold {fold} seed {seed} {method:<7} test {metric} {summary['test'][metric]:.4f}"
+            + (" (resumed)" if resumed else ""))
 
 
 def run_experiment(config: Path | None, out: Path, *, seeds: list[int], folds: list[int],
                    methods: list[str] | None = None, overrides: list[str] | None = None, tune: bool = False,
-                   tune_grid: dict[str, tuple] | None = None, workers: int = 2,
-                   progress: bool = False) -> ExperimentResult:
+                   tune_grid: dict[str, tuple] | None = None, workers: int = 2, progress: bool = False,
+                   announce: Callable[[str], None] | None = None) -> ExperimentResult:
     """`workers` runs train at once, one process each (with cfg.threads torch threads): on a small CPU, two
-    single-threaded runs side by side finish sooner than one run with two threads."""
+    single-threaded runs side by side finish sooner than one run with two threads. `announce` gets a line per
+    finished teacher and student run (default: the log)."""
     methods = list(methods or METHODS)
     unknown = set(methods) - set(METHODS)
     if unknown:
@@ -118,8 +146,22 @@ def run_experiment(config: Path | None, out: Path, *, seeds: list[int], folds: l
     repeats = list(itertools.product(folds, seeds))
     common = {(f, s): [*(overrides or []), f"data.fold={f}", f"seed={s}"] for f, s in repeats}
     teacher_dir = {(f, s): out / f"fold{f}" / f"seed{s}" / "teacher" for f, s in repeats}
-    teachers = _run_all([(config, [*common[r], "kind='teacher'"], teacher_dir[r], progress) for r in repeats],
-                        workers)
+    total = len(repeats) * (1 + len(methods))
+    finished = [0]
+    say = announce or log.info
+
+    def tracker(keys: list[tuple[str, int, int]], jobs: list[tuple]) -> Callable[[int, dict], None]:
+        resumed = [(job[2] / "metrics.json").is_file() for job in jobs]
+
+        def done(i: int, summary: dict) -> None:
+            finished[0] += 1
+            say(progress_line(*keys[i], summary, finished[0], total, resumed[i]))
+
+        return done
+
+    teacher_jobs = [(config, [*common[r], "kind='teacher'"], teacher_dir[r], progress) for r in repeats]
+    teacher_keys = [("teacher", *r) for r in repeats]
+    teachers = _run_all(teacher_jobs, workers, tracker(teacher_keys, teacher_jobs))
     rows = [_row("teacher", f, s, summary) for (f, s), summary in zip(repeats, teachers, strict=True)]
     pkdot_sets: list[str] = []
     if tune and "pkdot" in methods:
@@ -133,15 +175,14 @@ def run_experiment(config: Path | None, out: Path, *, seeds: list[int], folds: l
                                   f"teacher_run={str(teacher_dir[r])!r}", *extra],
                          teacher_dir[r].parent / f"student-{method}", progress))
             keys.append((method, *r))
-    for (method, fold, seed), summary in zip(keys, _run_all(jobs, workers), strict=True):
+    for (method, fold, seed), summary in zip(keys, _run_all(jobs, workers, tracker(keys, jobs)), strict=True):
         rows.append(_row(method, fold, seed, summary))
-        log.info("fold %d seed %d %-7s test %s %.4f", fold, seed, method, summary["primary_metric"],
-                 summary["test"][summary["primary_metric"]])
     table = summarise(rows, base.task)
+    paired = stats.paired_table(rows, paired_metrics(base.task))
     write_outputs(rows, table, out, base.task, time.perf_counter() - started,
                   {"seeds": seeds, "folds": folds, "pkdot": pkdot_sets, "dataset": base.data.root,
-                   "workers": workers})
-    return ExperimentResult(rows, table, out)
+                   "workers": workers}, paired)
+    return ExperimentResult(rows, table, out, paired)
 
 
 def _row(method: str, fold: int, seed: int, summary: dict) -> dict:
@@ -151,45 +192,118 @@ def _row(method: str, fold: int, seed: int, summary: dict) -> dict:
 
 
 def metric_names(task: str) -> list[str]:
+    """Test metrics of the table; runs written before a metric existed simply lack it."""
     if task == "pain":
-        return ["accuracy", "macro_f1", "mae", "qwk"]
+        return ["accuracy", "macro_f1", "mae", "qwk", "binary_accuracy", "spearman"]
     return ["ccc_mean", "ccc_valence", "ccc_arousal", "rmse_valence", "rmse_arousal"]
 
 
+def paired_metrics(task: str) -> list[str]:
+    """Metrics compared pair by pair against the visual-only student: the primary one, and for pain the binary
+    (BL1 vs PA4) accuracy when the runs have it."""
+    return [PRIMARY[task], "binary_accuracy"] if task == "pain" else [PRIMARY[task]]
+
+
+def _percent(task: str, metric: str) -> bool:
+    return task == "pain" and metric in ("accuracy", "macro_f1", "binary_accuracy")
+
+
 def summarise(rows: list[dict], task: str) -> list[dict]:
+    """Mean and std of each test metric per method, over the runs that have it."""
     table = []
     for method in dict.fromkeys(r["method"] for r in rows):
         runs = [r for r in rows if r["method"] == method]
         entry = {"method": method, "runs": len(runs)}
         for m in metric_names(task):
-            values = np.array([r[f"test_{m}"] for r in runs], float)
-            entry[f"{m}_mean"], entry[f"{m}_std"] = float(values.mean()), float(values.std())
+            values = np.array([r[f"test_{m}"] for r in runs if f"test_{m}" in r], float)
+            if len(values):
+                entry[f"{m}_mean"], entry[f"{m}_std"] = float(values.mean()), float(values.std())
         table.append(entry)
     return table
 
 
-def write_outputs(rows: list[dict], table: list[dict], out: Path, task: str, seconds: float, info: dict) -> None:
-    from training import plots
+def _interval(low: float, high: float, scale: float, digits: int) -> str:
+    return f"[{scale * low:+.{digits}f}, {scale * high:+.{digits}f}]"
 
-    with open(out / "runs.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+
+def paired_markdown(paired: list[dict], task: str) -> str:
+    """The paired comparison as markdown tables, one per metric: the mean difference to the visual-only student,
+    its 95 % intervals (t and bootstrap) and the fraction of the teacher gap recovered."""
+    if not paired:
+        return ""
+    parts = []
+    for metric in dict.fromkeys(e["metric"] for e in paired):
+        entries = [e for e in paired if e["metric"] == metric]
+        pct = _percent(task, metric)
+        scale, digits, unit = (100.0, 1, "percentage points") if pct else (1.0, 3, metric.split("_")[0].upper())
+        lines = [f"Paired difference to the visual-only student, test {metric} ({unit}; same fold and seed):", "",
+                 "| method | pairs | Δ mean | 95 % CI (t) | 95 % CI (bootstrap) | gap recovered [95 % CI] |",
+                 "|---|---|---|---|---|---|"]
+        for e in entries:
+            if e["pairs"] == 0:
+                cells = ["no pairs"] * 4
+            else:
+                one = e["pairs"] < 2
+                delta = f"{scale * e['delta_mean']:+.{digits}f}"
+                t_ci = "one pair: no interval" if one else _interval(e["t_low"], e["t_high"], scale, digits)
+                b_ci = "one pair: no interval" if one else _interval(e["boot_low"], e["boot_high"], scale, digits)
+                if not math.isfinite(e["gap_recovered"]):
+                    gap = "undefined (no teacher gap)"
+                elif e["gap_pairs"] < 2 or not math.isfinite(e["gap_low"]):
+                    gap = f"{100 * e['gap_recovered']:.0f} % (one pair: no interval)" if e["gap_pairs"] < 2 \
+                        else f"{100 * e['gap_recovered']:.0f} % [no interval]"
+                else:
+                    gap = f"{100 * e['gap_recovered']:.0f} % [{100 * e['gap_low']:.0f}, {100 * e['gap_high']:.0f}]"
+                cells = [delta, t_ci, b_ci, gap]
+            lines.append(f"| {LABELS.get(e['method'], e['method'])} | {e['pairs']} | {' | '.join(cells)} |")
+        gaps = [e["teacher_gap"] for e in entries if math.isfinite(e["teacher_gap"])]
+        if gaps:
+            lines += ["", f"Teacher − visual-only: {scale * gaps[0]:+.{digits}f}. Gap recovered = mean(method − "
+                          "visual-only) / mean(teacher − visual-only); bootstrap intervals resample the (fold, seed) "
+                          f"pairs ({stats.RESAMPLES:,} resamples, seed {stats.SEED})."]
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts) + "\n"
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    fields = list(dict.fromkeys(k for r in rows for k in r))
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields, restval="")
         w.writeheader()
         w.writerows(rows)
-    with open(out / "table.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(table[0]))
-        w.writeheader()
-        w.writerows(table)
-    names = metric_names(task)
-    scale = 100.0 if task == "pain" else 1.0
+
+
+def write_outputs(rows: list[dict], table: list[dict], out: Path, task: str, seconds: float, info: dict,
+                  paired: list[dict] | None = None) -> None:
+    """runs.csv, table.csv, table.md (mean ± std, then the paired comparison), paired.csv, experiment.json,
+    comparison.png and paired.png."""
+    from training import plots
+
+    paired = paired if paired is not None else stats.paired_table(rows, paired_metrics(task))
+    _write_csv(out / "runs.csv", rows)
+    _write_csv(out / "table.csv", table)
+    names = [m for m in metric_names(task) if any(f"{m}_mean" in t for t in table)]
     lines = [f"| method | runs | {' | '.join(names)} |", "|---|---|" + "---|" * len(names)]
     for t in table:
-        cells = [f"{scale * t[f'{m}_mean']:.1f} ± {scale * t[f'{m}_std']:.1f}" if task == "pain" and m != "mae"
-                 and m != "qwk" else f"{t[f'{m}_mean']:.3f} ± {t[f'{m}_std']:.3f}" for m in names]
+        cells = ["–" if f"{m}_mean" not in t
+                 else f"{100 * t[f'{m}_mean']:.1f} ± {100 * t[f'{m}_std']:.1f}" if _percent(task, m)
+                 else f"{t[f'{m}_mean']:.3f} ± {t[f'{m}_std']:.3f}" for m in names]
         lines.append(f"| {LABELS.get(t['method'], t['method'])} | {t['runs']} | {' | '.join(cells)} |")
     note = (f"\nTest-fold metrics, mean ± std over {len(info['folds'])} fold(s) × {len(info['seeds'])} seed(s) "
             f"(subject-independent; epochs chosen on validation subjects). Wall time {seconds / 60:.1f} min.\n")
-    (out / "table.md").write_text("\n".join(lines) + "\n" + note)
-    (out / "experiment.json").write_text(json.dumps({**info, "task": task, "seconds": seconds}, indent=2) + "\n")
-    primary = "accuracy" if task == "pain" else "ccc_mean"
+    paired_md = paired_markdown(paired, task)
+    (out / "table.md").write_text("\n".join(lines) + "\n" + note + (f"\n{paired_md}" if paired_md else ""))
+    if paired:
+        _write_csv(out / "paired.csv", paired)
+    (out / "experiment.json").write_text(json.dumps({**info, "task": task, "seconds": seconds,
+                                                     "paired": stats.jsonable(paired)}, indent=2) + "\n")
+    primary = PRIMARY[task]
     plots.method_bars([{"method": t["method"], "mean": t[f"{primary}_mean"], "std": t[f"{primary}_std"]}
                        for t in table], primary, out / "comparison.png", f"{task}: test {primary} by method")
+    forest = [e for e in paired if e["metric"] == primary]
+    if forest:
+        scale = 100.0 if _percent(task, primary) else 1.0
+        unit = "percentage points" if scale == 100.0 else primary.split("_")[0].upper()
+        plots.paired_forest([{**e, "label": LABELS.get(e["method"], e["method"])} for e in forest],
+                            out / "paired.png", f"{task}: test {primary}, method − visual-only (paired)",
+                            f"Δ {primary} ({unit})", scale)

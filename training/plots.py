@@ -1,5 +1,6 @@
 """Figures written into run folders: learning curves, confusion matrix, valence/arousal scatter, the teacher and
-student similarity matrices with their OT divergence, and the experiment's bar chart. Matplotlib, no display."""
+student similarity matrices with their OT divergence, and the experiment's bar chart and paired forest plot.
+Matplotlib, no display."""
 
 from __future__ import annotations
 
@@ -90,5 +91,38 @@ def method_bars(rows: Sequence[dict], metric: str, path: str | os.PathLike, titl
     ax.set(xticks=x, ylabel=metric, title=title)
     ax.set_xticklabels([r["method"] for r in rows], rotation=30, ha="right")
     fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def paired_forest(entries: Sequence[dict], path: str | os.PathLike, title: str, xlabel: str,
+                  scale: float = 1.0) -> None:
+    """entries: stats.paired_comparison dicts with a `label`; one row per method, the mean paired difference with
+    its bootstrap interval, a line at 0 (no effect) and one at the teacher gap (all of it recovered), and the
+    fraction of the gap recovered as text. Missing intervals (one pair) draw the point alone."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.55 * len(entries)))
+    y = np.arange(len(entries))[::-1]
+    for yi, e in zip(y, entries, strict=True):
+        mean = scale * e["delta_mean"]
+        low, high = scale * e["boot_low"], scale * e["boot_high"]
+        if np.isfinite(low) and np.isfinite(high):
+            ax.errorbar(mean, yi, xerr=[[mean - low], [high - mean]], fmt="o", color="tab:blue", capsize=3)
+        else:
+            ax.plot(mean, yi, "o", color="tab:blue")
+        g = e["gap_recovered"]
+        text = "gap recovered: undefined" if not np.isfinite(g) else (
+            f"gap recovered {100 * g:.0f} % [{100 * e['gap_low']:.0f}, {100 * e['gap_high']:.0f}]"
+            if np.isfinite(e["gap_low"]) else f"gap recovered {100 * g:.0f} % (no interval)")
+        ax.annotate(text, (1.02, yi), xycoords=("axes fraction", "data"), va="center", fontsize=8)
+    ax.axvline(0, color="grey", lw=1)
+    gaps = [e["teacher_gap"] for e in entries if np.isfinite(e["teacher_gap"])]
+    if gaps:
+        ax.axvline(scale * gaps[0], color="tab:orange", ls="--", lw=1, label="teacher − visual-only")
+        ax.legend(loc="lower right", fontsize=8)
+    ax.set(yticks=y, xlabel=xlabel, title=title, ylim=(-0.7, len(entries) - 0.3))
+    ax.set_yticklabels([e["label"] for e in entries])
+    fig.tight_layout()
+    fig.subplots_adjust(right=0.75)
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -1,15 +1,20 @@
-"""`pkdot experiment` end to end on tiny synthetic data: tuning on validation only, the table, resuming, the report."""
+"""`pkdot experiment` end to end on tiny synthetic data: tuning on validation only, the table, the paired
+comparison, resuming, the report; and the plan of the command line without training."""
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
+import math
 from pathlib import Path
 
 import pytest
 
 from tests.training.test_training import TINY_MODELS
-from training.cli import main
+from training.cli import build_parser, main
+from training.commands.experiment import plan
+from training.errors import ConfigError
 from training.experiment import TUNE_GRID, run_experiment, tune_candidates
 from training.experiment_report import DISCUSSION, report
 
@@ -20,6 +25,33 @@ def tiny_overrides(root: Path, cache: Path) -> list[str]:
     return [f"data.root={str(root)!r}", f"data.cache={str(cache)!r}", "data.num_frames=4", "data.folds=3",
             "data.val_fraction=0.5", "data.channels=['gsr', 'emg_trapezius']", "optim.epochs=1",
             "optim.batch_size=4", "optim.bn_recalibration_batches=2", "kd.params={'pkdot': {'k': 3}}", *TINY_MODELS]
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    return build_parser().parse_args(["experiment", *argv])
+
+
+def test_plan_defaults_to_both_tasks_every_fold_and_three_seeds() -> None:
+    planned = plan(parse())
+    assert [(p.config.name, p.out) for p in planned] == [
+        ("pain.toml", Path("runs/experiment/pain")), ("affect.toml", Path("runs/experiment/affect"))]
+    from training.config import load_config
+
+    for p in planned:
+        assert p.folds == list(range(load_config(p.config, []).data.folds)) and p.seeds == [0, 1, 2]
+    assert not parse().tune
+
+
+def test_plan_quick_and_explicit_choices() -> None:
+    quick = plan(parse("--quick", "--out", "x"))
+    assert [(p.out, p.folds, p.seeds) for p in quick] == [(Path("x/pain"), [0], [0]), (Path("x/affect"), [0], [0])]
+    one = plan(parse("--config", "configs/synthetic/affect.toml", "--quick", "--seeds", "4", "5"))
+    assert [(p.config, p.out, p.folds, p.seeds) for p in one] == [
+        (Path("configs/synthetic/affect.toml"), Path("runs/experiment/affect"), [0], [4, 5])]
+    folds = plan(parse("--config", "configs/synthetic/pain.toml", "--set", "data.folds=3"))
+    assert folds[0].folds == [0, 1, 2]
+    with pytest.raises(ConfigError, match="two configs"):
+        plan(parse("--config", "configs/synthetic/pain.toml", "--config", "configs/synthetic/pain.toml"))
 
 
 def test_tune_candidates() -> None:
@@ -33,8 +65,11 @@ def test_tune_candidates() -> None:
 def experiment(tiny_biovid, tmp_path_factory) -> Path:
     root, cache = tiny_biovid
     out = tmp_path_factory.mktemp("experiment") / "pain"
+    lines: list[str] = []
     run_experiment(Path("configs/synthetic/pain.toml"), out, seeds=[0], folds=[0, 1], methods=["none", "pkdot"],
-                   overrides=tiny_overrides(root, cache), tune=True, tune_grid=GRID, workers=2)
+                   overrides=tiny_overrides(root, cache), tune=True, tune_grid=GRID, workers=2,
+                   announce=lines.append)
+    (out / "progress.txt").write_text("\n".join(lines))
     return out
 
 
@@ -53,6 +88,31 @@ def test_tables_and_runs(experiment: Path) -> None:
         split = json.loads((experiment / f"fold{f}" / "seed0" / "student-pkdot" / "split.json").read_text())
         subjects = {part: {k.split("/")[0] for k in keys} for part, keys in split.items()}
         assert not subjects["test"] & (subjects["train"] | subjects["val"])
+
+
+def test_paired_comparison_matches_the_runs(experiment: Path) -> None:
+    rows = list(csv.DictReader((experiment / "runs.csv").open()))
+    value = {(r["method"], r["fold"]): float(r["test_accuracy"]) for r in rows}
+    paired = list(csv.DictReader((experiment / "paired.csv").open()))
+    (e,) = [p for p in paired if p["metric"] == "accuracy"]
+    diffs = [value[("pkdot", f)] - value[("none", f)] for f in ("0", "1")]
+    gap = [value[("teacher", f)] - value[("none", f)] for f in ("0", "1")]
+    assert e["method"] == "pkdot" and e["pairs"] == "2"
+    assert float(e["delta_mean"]) == pytest.approx(sum(diffs) / 2, abs=1e-9)
+    assert float(e["teacher_gap"]) == pytest.approx(sum(gap) / 2, abs=1e-9)
+    if sum(gap) != 0:
+        assert float(e["gap_recovered"]) == pytest.approx(sum(diffs) / sum(gap), abs=1e-9)
+    low, high = float(e["boot_low"]), float(e["boot_high"])
+    assert min(diffs) - 1e-9 <= low <= high <= max(diffs) + 1e-9
+    assert float(e["t_low"]) <= float(e["delta_mean"]) <= float(e["t_high"])
+    assert {p["metric"] for p in paired} <= {"accuracy", "binary_accuracy"}
+    assert (experiment / "paired.png").stat().st_size > 5000
+    assert "95 % CI (bootstrap)" in (experiment / "table.md").read_text()
+    saved = json.loads((experiment / "experiment.json").read_text())["paired"]
+    assert [(p["metric"], p["method"]) for p in saved] == [(p["metric"], p["method"]) for p in paired]
+    assert not any(isinstance(v, float) and math.isnan(v) for p in saved for v in p.values())
+    lines = (experiment / "progress.txt").read_text().splitlines()
+    assert len(lines) == len(rows) and lines[-1].startswith(f"[{len(rows)}/{len(rows)}] fold ")
 
 
 def test_tuning_uses_fold0_validation_and_the_students_use_its_choice(experiment: Path) -> None:
@@ -75,13 +135,14 @@ def test_resumes_without_retraining(experiment: Path, tiny_biovid, capsys) -> No
     root, cache = tiny_biovid
     finished = sorted(experiment.glob("**/metrics.json"))
     stamps = [p.stat().st_mtime_ns for p in finished]
-    args = ["experiment", "--config", "configs/synthetic/pain.toml", "--out", str(experiment), "--seeds", "0",
+    args = ["experiment", "--config", "configs/synthetic/pain.toml", "--out", str(experiment.parent), "--seeds", "0",
             "--folds", "0", "1", "--methods", "none", "pkdot", "--workers", "1"]
     for item in tiny_overrides(root, cache):
         args += ["--set", item]
     assert main(args) == 0
     assert [p.stat().st_mtime_ns for p in finished] == stamps
-    assert "| PKDOT" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "| PKDOT" in printed and "(resumed)" in printed and "total wall time" in printed
 
 
 def test_report_keeps_the_discussion(experiment: Path, tmp_path: Path) -> None:
@@ -90,5 +151,6 @@ def test_report_keeps_the_discussion(experiment: Path, tmp_path: Path) -> None:
     text = report(experiment.parent, doc)
     assert text == doc.read_text() and "STALE-HEADER" not in text.split(DISCUSSION)[0]
     assert text.endswith("Hand-written reading of the numbers.\n")
-    assert "| PKDOT" in text and "PKDOT tuning" in text and "--tune" in text
-    assert (tmp_path / "experiments-pain.png").is_file()
+    assert "| PKDOT" in text and "PKDOT tuning" in text and "pkdot experiment --out runs/experiment" in text
+    assert "gap recovered [95 % CI]" in text and "(experiments-pain-paired.png)" in text
+    assert (tmp_path / "experiments-pain.png").is_file() and (tmp_path / "experiments-pain-paired.png").is_file()
