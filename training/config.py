@@ -39,7 +39,7 @@ class DataConfig:
 
 @dataclass
 class OptimConfig:
-    optimizer: str = "adam"  # "adam" | "sgd"
+    optimizer: str = "adam"  # "adam" | "adamw" | "sgd"
     lr: float = 1e-3
     weight_decay: float = 1e-4
     momentum: float = 0.9  # sgd only
@@ -147,7 +147,7 @@ def _validate(cfg: RunConfig) -> None:
         (cfg.data.dataset in ("biovid", "affwild2"), "data.dataset must be biovid or affwild2"),
         (cfg.data.pain_classes in ("five", "binary"), "data.pain_classes must be five or binary"),
         (cfg.optim.epochs >= 1 and cfg.optim.batch_size >= 2, "optim.epochs >= 1 and optim.batch_size >= 2"),
-        (cfg.optim.optimizer in ("adam", "sgd"), "optim.optimizer must be adam or sgd"),
+        (cfg.optim.optimizer in ("adam", "adamw", "sgd"), "optim.optimizer must be adam, adamw or sgd"),
         (cfg.optim.lr > 0, "optim.lr must be positive"),
         (cfg.kind == "teacher" or bool(cfg.teacher_run),
          f"a {cfg.kind} run needs teacher_run (the teacher's run folder: --teacher RUN)"),

@@ -92,6 +92,8 @@ class Trainer:
         o = cfg.optim
         if o.optimizer == "adam":
             self.optimizer = torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay)
+        elif o.optimizer == "adamw":  # decoupled weight decay
+            self.optimizer = torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
         else:
             self.optimizer = torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
