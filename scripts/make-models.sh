@@ -18,7 +18,7 @@ synth() {  # dataset folder options...
   fi
 }
 
-synth biovid data/synthetic/biovid
+synth biovid data/synthetic/biovid --subjects 12 --samples-per-class 3
 synth affwild2 data/synthetic/affwild2
 "$pkdot" prepare --dataset biovid data/synthetic/biovid --out data/cache/biovid-synthetic --size 64 --every 2 --workers 2
 "$pkdot" prepare --dataset affwild2 data/synthetic/affwild2 --out data/cache/affwild2-synthetic --size 64 --workers 2
@@ -32,4 +32,6 @@ for task in pain affect; do
   "$pkdot" export "$runs/$task-teacher" --out "models/$task-teacher" --synthetic --force
 done
 "${PKDOT_VENV:-.venv}/bin/python" -m training.export.catalog models
+# held-out synthetic data (seed 7) through `pkdot serve`: figures into each MODEL_CARD.md and models/heldout.json
+"${PKDOT_VENV:-.venv}/bin/python" -m training.export.heldout models --write-cards --out models/heldout.json
 echo "models written: $(ls -d models/*/ | tr '\n' ' '); catalogue in models/README.md"
