@@ -360,3 +360,14 @@ def face_mp4(face_rgb: np.ndarray) -> bytes:
 
     small = cv2.resize(face_rgb, (256, 256), interpolation=cv2.INTER_AREA)
     return write_mp4([shifted(small, i // 2) for i in range(25)], fps=25)
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    """Debian's Chromium (installed by scripts/install-browser.sh when missing); skips with the reason otherwise."""
+    from tests.service.browser import install_browser
+
+    path, why = install_browser("chromium")
+    if path is None:
+        pytest.skip(why)
+    return path

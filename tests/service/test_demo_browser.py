@@ -25,14 +25,6 @@ KEY = "demo-key-7f3a"
 
 
 @pytest.fixture(scope="module")
-def chromium() -> str:
-    path, why = install_browser("chromium")
-    if path is None:
-        pytest.skip(why)
-    return path
-
-
-@pytest.fixture(scope="module")
 def firefox() -> str:
     path, why = install_browser("firefox")
     if path is None:

@@ -15,19 +15,11 @@ from types import ModuleType
 import numpy as np
 import pytest
 
-from tests.service.browser import ROOT, install_browser
+from tests.service.browser import ROOT
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 SCRIPT = ROOT / "scripts" / "demo-capture.py"
-
-
-@pytest.fixture(scope="module")
-def chromium() -> str:
-    path, why = install_browser("chromium")
-    if path is None:
-        pytest.skip(why)
-    return path
 
 
 def load_script() -> ModuleType:

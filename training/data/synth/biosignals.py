@@ -1,7 +1,8 @@
 """Physiological responses to a heat-pain stimulus: skin conductance (GSR), ECG and trapezius EMG at 512 Hz.
 
-The privileged modality of the pain task. Each channel depends on the pain intensity I in [0, 1] of the sample
-(BL1 = 0 ... PA4 = 1) through a subject-specific but stable gain, so that it carries the label far more reliably
+The privileged modality of the pain task. Every channel follows the sample's latent response r (pain.py:
+I * kappa_s * exp(N(0, 0.15)), I = 0 for BL1 ... 1 for PA4; passed as `intensity`) through a subject-specific but
+stable gain, so that it carries the label far more reliably
 than the face does. Time t is in seconds from the start of the 5.5 s window. Equations and parameter ranges are
 in docs/synthetic-data.md, "Biosignals".
 """
