@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from training.allocator import keep_freed_memory
 from training.config import RunConfig
 from training.data.build import build_datasets
 from training.engine import Trainer, set_seed
@@ -75,6 +76,7 @@ def _teacher_for(cfg: RunConfig) -> nn.Module:
 def run_training(cfg: RunConfig, progress: bool = True, max_steps: int | None = None) -> dict:
     """Train a teacher, a T-Net or a student as configured; returns the run's metrics summary."""
     set_seed(cfg.seed)
+    keep_freed_memory()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     data = build_datasets(cfg.data, cfg.task)
