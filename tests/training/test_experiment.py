@@ -44,10 +44,12 @@ def test_plan_defaults_to_both_tasks_every_fold_and_three_seeds() -> None:
 
 def test_plan_quick_and_explicit_choices() -> None:
     quick = plan(parse("--quick", "--out", "x"))
-    assert [(p.out, p.folds, p.seeds) for p in quick] == [(Path("x/pain"), [0], [0]), (Path("x/affect"), [0], [0])]
-    one = plan(parse("--config", "configs/synthetic/affect.toml", "--quick", "--seeds", "4", "5"))
-    assert [(p.config, p.out, p.folds, p.seeds) for p in one] == [
-        (Path("configs/synthetic/affect.toml"), Path("runs/experiment/affect"), [0], [4, 5])]
+    assert [(p.out, p.folds, p.seeds, p.methods) for p in quick] == [
+        (Path("x/pain"), [0], [0], ["none", "pkdot"]), (Path("x/affect"), [0], [0], ["none", "pkdot"])]
+    one = plan(parse("--config", "configs/synthetic/affect.toml", "--quick", "--seeds", "4", "5", "--methods", "rkd"))
+    assert [(p.config, p.out, p.folds, p.seeds, p.methods) for p in one] == [
+        (Path("configs/synthetic/affect.toml"), Path("runs/experiment/affect"), [0], [4, 5], ["rkd"])]
+    assert plan(parse())[0].methods is None  # every method
     folds = plan(parse("--config", "configs/synthetic/pain.toml", "--set", "data.folds=3"))
     assert folds[0].folds == [0, 1, 2]
     with pytest.raises(ConfigError, match="two configs"):
@@ -84,7 +86,10 @@ def test_tables_and_runs(experiment: Path) -> None:
         assert float(t["accuracy_mean"]) == pytest.approx(sum(runs) / 2, abs=1e-6)
     assert "PKDOT" in (experiment / "table.md").read_text()
     assert (experiment / "comparison.png").stat().st_size > 5000
-    for f in (0, 1):
+    for f in (0, 1):  # one teacher per fold, which the students of every seed distil
+        assert (experiment / f"fold{f}" / "teacher" / "metrics.json").is_file()
+        cfg = json.loads((experiment / f"fold{f}" / "seed0" / "student-pkdot" / "config.json").read_text())
+        assert Path(cfg["teacher_run"]) == experiment / f"fold{f}" / "teacher"
         split = json.loads((experiment / f"fold{f}" / "seed0" / "student-pkdot" / "split.json").read_text())
         subjects = {part: {k.split("/")[0] for k in keys} for part, keys in split.items()}
         assert not subjects["test"] & (subjects["train"] | subjects["val"])
