@@ -17,6 +17,8 @@ from training.commands.experiment import plan
 from training.errors import ConfigError
 from training.experiment import TUNE_GRID, run_experiment, tune_candidates
 from training.experiment_report import DISCUSSION, report
+from training.structure import main as structure_main
+from training.structure import measure, table
 
 GRID = {"weight": (0.6, 1.2), "params.pkdot.k": (3,)}
 
@@ -159,3 +161,14 @@ def test_report_keeps_the_discussion(experiment: Path, tmp_path: Path) -> None:
     assert "| PKDOT" in text and "PKDOT tuning" in text and "pkdot experiment --out runs/experiment" in text
     assert "gap recovered [95 % CI]" in text and "(experiments-pain-paired.png)" in text
     assert (tmp_path / "experiments-pain.png").is_file() and (tmp_path / "experiments-pain-paired.png").is_file()
+
+
+def test_structure_measures_read_the_experiment_folder(experiment: Path) -> None:
+    rows = measure(experiment)
+    assert sorted((r["method"], r["fold"], r["seed"]) for r in rows) == [
+        (m, f, 0) for m in ("none", "pkdot") for f in (0, 1)]
+    for r in rows:
+        assert -1.0 <= r["test_sim_agreement"] <= 1.0 and -1e-9 <= r["test_cka"] <= 1.0 + 1e-9
+    lines = table(rows)
+    assert lines[2].startswith("| none | 2 |") and lines[3].startswith("| pkdot | 2 |")
+    assert structure_main([str(experiment)]) == 0 and (experiment / "structure.csv").is_file()
