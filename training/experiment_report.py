@@ -61,7 +61,8 @@ def report(runs: Path, out: Path) -> str:
              "95 % confidence intervals (Student t and a paired bootstrap) and the fraction of the teacher–student "
              "gap it recovers; an interval that excludes 0 is the evidence that a method helps.", "",
              "Reproduce with one command: `make experiment` (= `bash scripts/experiment.sh`), which writes the "
-             "synthetic data when missing, then runs both tasks over every fold and seeds 0 1 2", "",
+             "synthetic data when missing, then runs both tasks over every fold and seeds 0 1 2 (`--seeds 0` for "
+             "one seed)", "",
              "```bash",
              "pkdot experiment --out runs/experiment",
              "```", "", f"Machine: {machine()}.", ""]
@@ -78,7 +79,8 @@ def report(runs: Path, out: Path) -> str:
         parts += [f"## {title}", "", (folder / "table.md").read_text().strip(), "",
                   f"Folds {' '.join(map(str, info['folds']))}, seeds {' '.join(map(str, info['seeds']))}. "
                   f"Wall time: {info['seconds'] / 60:.1f} min with {info.get('workers', 1)} runs at once. "
-                  f"PKDOT options: {', '.join(info['pkdot']) or 'the config defaults'}.", "",
+                  f"PKDOT options: {', '.join(info['pkdot']) or 'the config defaults'}. "
+                  f"Teacher: {info.get('teacher', 'one per fold and seed')}.", "",
                   f"![{task}]({figure.name})", ""]
         if (folder / "paired.png").is_file():
             paired = out.parent / f"experiments-{task}-paired.png"

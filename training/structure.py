@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader
 
 from training import stats
 from training.data.build import build_datasets
+from training.experiment import METHODS
 from training.objectives import privileged_input
 from training.train import load_run
 
@@ -98,7 +99,9 @@ def table(rows: list[dict]) -> list[str]:
     lines = ["| method | runs | similarity agreement | Δ vs visual-only (95 % CI) | linear CKA "
              "| Δ vs visual-only (95 % CI) |",
              "|---|---|---|---|---|---|"]
-    for method in dict.fromkeys(r["method"] for r in rows):
+    methods = dict.fromkeys(r["method"] for r in rows)
+    order = [stats.BASELINE, *(m for m in METHODS if m != stats.BASELINE)]
+    for method in sorted(methods, key=lambda m: order.index(m) if m in order else len(order)):
         cells = [method, str(sum(r["method"] == method for r in rows))]
         for metric in ("sim_agreement", "cka"):
             values = [r[f"test_{metric}"] for r in rows if r["method"] == method]

@@ -3,7 +3,7 @@
 For a sample of stimulus level p in {0..4} (BL1, PA1..PA4), intensity I = p / 4, window time t in seconds:
 
     response:  r = I * kappa_s * exp(N(0, 0.15))                     what the subject feels (not observed)
-    face:      w_a(t) = r_a + 3.5 * e_s * m_a * r * z * env(t)        for the pain AUs a (brow_lower, eye_narrow,
+    face:      w_a(t) = r_a + 2.8 * e_s * m_a * r * z * env(t)        for the pain AUs a (brow_lower, eye_narrow,
                                                                       nose_wrinkle, mouth_stretch, jaw_drop)
                + rarer, smaller distractors (grimaces, smiles, lips parting) + blinks
     body:      GSR, ECG, EMG from biosignals.py driven by r (less noise than the face)
@@ -11,7 +11,7 @@ For a sample of stimulus level p in {0..4} (BL1, PA1..PA4), intensity I = p / 4,
 
 kappa_s ~ U(0.7, 1.3) is the subject's sensitivity (shared by face and body), e_s ~ U(0.5, 1.2) the subject's
 expressiveness and m_a ~ U(0.7, 1.3) their own mix of AUs (face only), r_a ~ N(0, 0.08) a resting expression,
-z = exp(N(0, 0.3)) the sample's expression noise (face only) and env a raised-cosine pulse with onset
+z = exp(N(0, 0.4)) the sample's expression noise (face only) and env a raised-cosine pulse with onset
 U(0.8, 1.6) s and duration U(2.5, 3.5) s. The face shows r through subject and sample noise the biosignals do not
 have, so the face cue is learnable but weaker, and a teacher that reads the biosignals is organised by r: the
 per-sample structure that distillation can transfer. See docs/synthetic-data.md.
@@ -30,7 +30,7 @@ from training.data.synth.scene import Person, blinks, bump, make_person
 CLASS_NAMES = ("BL1", "PA1", "PA2", "PA3", "PA4")
 PAIN_INTENSITY = (0.0, 0.25, 0.5, 0.75, 1.0)  # I per class id
 PAIN_AUS = tuple(AU_INDEX[a] for a in ("brow_lower", "eye_narrow", "nose_wrinkle", "mouth_stretch", "jaw_drop"))
-FACE_GAIN = 3.5  # AU intensity at r = 1 for a subject of average expressiveness and style
+FACE_GAIN = 2.8  # AU intensity at r = 1 for a subject of average expressiveness and style
 # the jaw opens less than the other AUs move: its field is the largest (4 px at intensity 1)
 AU_SCALE = np.array([1.0, 1.0, 1.0, 1.0, 0.35])
 
@@ -65,7 +65,7 @@ def pain_expression(subject: PainSubject, response: float, n: int, fps: float, r
     """AU intensities (n, n_AU) of one sample whose latent response is `response`."""
     t = np.arange(n) / fps
     aus = np.tile(subject.rest, (n, 1))
-    amplitude = FACE_GAIN * subject.expressiveness * response * np.exp(rng.normal(0.0, 0.3))
+    amplitude = FACE_GAIN * subject.expressiveness * response * np.exp(rng.normal(0.0, 0.4))
     env = bump(t, rng.uniform(0.8, 1.6), rng.uniform(2.5, 3.5))
     aus[:, PAIN_AUS] += amplitude * (subject.style * AU_SCALE)[None, :] * env[:, None]
     span = n / fps
