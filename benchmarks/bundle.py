@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import BenchContext
-from service.manifest import Manifest, load_manifest
+from pkdot_contract.manifest import Manifest, load_manifest
 
 CALIBRATION_SAMPLES = 48  # training-part clips the int8 ranges are observed on
 

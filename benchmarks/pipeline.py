@@ -1,12 +1,12 @@
 """Pipeline stages of one 640x480 webcam frame, each measured alone, and the whole chain per frame.
 
 Stages, with the service's own functions on the frames of the benchmark video (JPEG, as a client sends them):
-    decode        service.preprocessing.media: header check + cv2 JPEG decode + BGR -> RGB
+    decode        pkdot_contract.preprocessing.media: header check + cv2 JPEG decode + BGR -> RGB
     detect        MediaPipe BlazeFace (service.faces.DetectorPool, the manifest's detector) on every frame
     track         service.faces.FaceTracker's correlation tracking alone (the frames between detections)
     face          detect-then-track as streams run it (detect every `detect_every` frames, track between): the
                   mean cost per frame
-    preprocess    face crop + normalisation (service.preprocessing.crop: the one function training also uses)
+    preprocess    face crop + normalisation (pkdot_contract.preprocessing.crop: the one function training also uses)
     inference     the streaming student's encoder (1 frame) + head (1 window), ONNX Runtime, service options
     postprocess   softmax / clipping into the response's prediction (service.predictor)
 The chain runs the same steps back to back per frame in one thread; its mean time per frame is compared with the
@@ -31,11 +31,11 @@ PACED_CALLS, PACED_CALLS_QUICK = 150, 30
 def run(ctx: BenchContext) -> dict:
     from benchmarks.bundle import bundled_models, open_session
     from benchmarks.video import jpeg_frames
+    from pkdot_contract.preprocessing.crop import CropSpec, crop_face, to_model_input
+    from pkdot_contract.preprocessing.media import decode_image, image_size_from_header
     from service.core.config import Settings
     from service.faces import DetectorPool, FaceTracker, detector_config
     from service.predictor import affect_prediction, pain_prediction, softmax
-    from service.preprocessing.crop import CropSpec, crop_face, to_model_input
-    from service.preprocessing.media import decode_image, image_size_from_header
 
     settings = Settings()
     model = next(m for m in bundled_models(ctx) if set(m.graph_paths) == {"encoder", "head"})

@@ -6,5 +6,3 @@ import os
 # A service that sees patients' faces sends nothing anywhere and writes nothing to disk: switch it off before
 # onnxruntime is first imported (it reads the variable once, at load). Set ORT_DISABLE_TELEMETRY=0 to opt back in.
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
-
-__version__ = "0.1.0"

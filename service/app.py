@@ -20,7 +20,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service import __version__
+from pkdot_contract import __version__
 from service.api import demo, ops, predict, stream
 from service.context import ServiceContext
 from service.core.config import Settings, get_settings

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 import cv2
 import numpy as np
 
-from service.preprocessing.face import FaceBox, FaceDetector
+from pkdot_contract.preprocessing.face import FaceBox, FaceDetector
 
 TRACK_TEMPLATE_PX = 32.0  # the face is tracked downscaled by an integer factor to about this width
 TRACK_SEARCH = 0.5  # the search window grows the last box by this fraction of its size on each side

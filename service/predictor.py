@@ -13,9 +13,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from pkdot_contract.preprocessing.crop import CropSpec, crop_face, to_model_input
+from pkdot_contract.preprocessing.face import FaceBox
 from service.errors import InferenceFailed
-from service.preprocessing.crop import CropSpec, crop_face, to_model_input
-from service.preprocessing.face import FaceBox
 from service.registry import LoadedModel
 from service.schemas import AffectAgreement, AffectPrediction, PainAgreement, PainPrediction, Prediction
 

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
+from pkdot_contract.manifest import Manifest, ModelFolderError, load_manifest
+from pkdot_contract.preprocessing.crop import CropSpec
 from service.batching import MicroBatcher
 from service.core.config import Settings
 from service.errors import ModelLoadError, NotFound
-from service.manifest import Manifest, ModelFolderError, load_manifest
 from service.metrics import Metrics
-from service.preprocessing.crop import CropSpec
 from service.privileged import example_input
 from service.runtime import GPU_PROVIDERS, GraphSession, open_graph, requested_providers
 

@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from pkdot_contract.preprocessing.face import FaceBox
+from pkdot_contract.preprocessing.media import MediaError, decode_image, image_size_from_header
 from service.core.logging import stream_id as stream_id_var
 from service.errors import (
     WS_INTERNAL_ERROR,
@@ -45,8 +47,6 @@ from service.errors import (
 )
 from service.faces import FaceTracker
 from service.predictor import Predictor
-from service.preprocessing.face import FaceBox
-from service.preprocessing.media import MediaError, decode_image, image_size_from_header
 from service.schemas import Face, Prediction, StreamResult
 
 if TYPE_CHECKING:

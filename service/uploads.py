@@ -20,12 +20,8 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect, Request
 
-from service.core.config import Settings
-from service.errors import BadInput, InvalidField, TooLarge, UnsupportedMedia
-from service.faces import DetectorPool
-from service.predictor import Predictor
-from service.preprocessing.face import FaceBox
-from service.preprocessing.media import (
+from pkdot_contract.preprocessing.face import FaceBox
+from pkdot_contract.preprocessing.media import (
     MediaError,
     decode_image,
     image_kind,
@@ -33,6 +29,10 @@ from service.preprocessing.media import (
     iter_video_frames,
     video_info,
 )
+from service.core.config import Settings
+from service.errors import BadInput, InvalidField, TooLarge, UnsupportedMedia
+from service.faces import DetectorPool
+from service.predictor import Predictor
 
 
 class InMemoryMultiPartParser(MultiPartParser):

@@ -13,7 +13,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from training import __version__
+from pkdot_contract import __version__
 from training.errors import PKDOTError
 
 # name -> (module, one-line help). The order is the pipeline's order.

@@ -24,11 +24,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 
+from pkdot_contract.preprocessing.crop import CropSpec, crop_face, to_model_input
+from pkdot_contract.preprocessing.face import FaceBox
+from pkdot_contract.preprocessing.media import MediaError, decode_audio, decode_image, image_size_from_header
+from pkdot_contract.preprocessing.signals import SignalError, read_biosignal_csv
 from service.errors import ServiceError
-from service.preprocessing.crop import CropSpec, crop_face, to_model_input
-from service.preprocessing.face import FaceBox
-from service.preprocessing.media import MediaError, decode_audio, decode_image, image_size_from_header
-from service.preprocessing.signals import SignalError, read_biosignal_csv
 from tests.reliability.conftest import Figures, ProbedServer
 from tests.service.conftest import make_settings
 
@@ -270,7 +270,7 @@ def test_any_biosignal_text_is_read_or_refused_cleanly(file: tuple[str, str | No
 
 @pytest.fixture(scope="module")
 def pain_teacher_spec(model_root: Path):
-    from service.manifest import load_manifest
+    from pkdot_contract.manifest import load_manifest
 
     m = load_manifest(model_root / "pain-teacher")
     return m.preprocessing.privileged, next(i for i in m.graphs["model"].inputs if i.name == "privileged")

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.manifest import folder_files
+from pkdot_contract.manifest import folder_files
 
 with warnings.catch_warnings():  # Starlette's TestClient still uses httpx: imported once here, quietly
     warnings.simplefilter("ignore")

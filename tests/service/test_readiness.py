@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from pkdot_contract.manifest import folder_files
 from service.app import create_app
 from service.errors import ModelLoadError
-from service.manifest import folder_files
 from service.runtime import requested_providers
 from tests.service.conftest import make_settings
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from service.manifest import load_manifest
+from pkdot_contract.manifest import load_manifest
 from tests.training.test_export import SPEC, WINDOW, warm
 from tests.training.test_export_precision import torch_predictions, varied_clips
 from training.data.cache import CropCache

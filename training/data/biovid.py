@@ -6,7 +6,7 @@
     <root>/biosignals_filtered/<subject_name>/<sample_name>_bio.csv
 
 Faces come from the face-crop cache written by `pkdot prepare` (key `<subject_name>/<sample_name>`), biosignals
-from the release files through `service.preprocessing.signals` (the functions the service's teacher endpoint uses).
+from the release files through `pkdot_contract.preprocessing.signals` (the functions the service's teacher endpoint uses).
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from service.preprocessing.crop import to_model_input
-from service.preprocessing.signals import (
+from pkdot_contract.preprocessing.crop import to_model_input
+from pkdot_contract.preprocessing.signals import (
     BIOSIGNAL_CHANNELS,
     BIOVID_RATE_HZ,
     NORMALISATIONS,
@@ -239,7 +239,7 @@ class BioVidDataset(Dataset):
         if not s.video_path.is_file():
             return skip(s.key, "video missing", f"{s.video_path}: video file not found")
         if check_videos:
-            from service.preprocessing.media import MediaError, video_info
+            from pkdot_contract.preprocessing.media import MediaError, video_info
 
             try:
                 video_info(s.video_path)

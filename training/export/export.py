@@ -3,7 +3,7 @@
     models/<name>/<graph>/1/model.onnx      one ONNX graph per part (training.export.graphs)
     models/<name>/<graph>/config.pbtxt      its Triton config (training.export.triton)
     models/<name>/MODEL_CARD.md             for people (training.export.card)
-    models/<name>/manifest.json             for programs (service.manifest.Manifest), sha256 of every file
+    models/<name>/manifest.json             for programs (pkdot_contract.manifest.Manifest), sha256 of every file
 
 Export is a checked step. Each graph passes the ONNX checker and matches PyTorch in ONNX Runtime on real face
 crops and random inputs at batch sizes 1 and 8 (training.export.parity); an int8 export must also stay within
@@ -27,8 +27,16 @@ import torch
 import torch.nn as nn
 from pydantic import ValidationError
 
-from service.manifest import MANIFEST, SCHEMA_VERSION, Manifest, ModelFolderError, Outputs, Preprocessing, folder_files
-from service.preprocessing.crop import CropSpec, to_model_input
+from pkdot_contract.manifest import (
+    MANIFEST,
+    SCHEMA_VERSION,
+    Manifest,
+    ModelFolderError,
+    Outputs,
+    Preprocessing,
+    folder_files,
+)
+from pkdot_contract.preprocessing.crop import CropSpec, to_model_input
 from training.export.card import default_licence, model_card
 from training.export.errors import ExportError
 from training.export.evaluate import ValidationData, evaluate_graphs, primary_metric
@@ -187,7 +195,7 @@ def export_model(
 
     task, role: "pain" | "affect", "student" | "teacher". A student with `encode_frames` / `forward_embeddings`
         (StreamingStudent) exports as graphs "encoder" + "head", any other model as one graph "model".
-    preprocessing, outputs: the manifest's sections (service.manifest.Preprocessing / Outputs as dicts).
+    preprocessing, outputs: the manifest's sections (pkdot_contract.manifest.Preprocessing / Outputs as dicts).
     provenance: recorded as is, plus the export's measurements; keys the model card reads: "dataset" (name or
         {"name": ...}), "synthetic" (bool), "split", "metrics" ({metric: value} on `split`, or {split: {...}}).
     check_crops: real face crops, uint8 (N, S, S, 3) as `crop_face` makes them, for the parity check.
