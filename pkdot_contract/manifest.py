@@ -15,6 +15,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from pkdot_contract.tasks import Task
+
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
 
@@ -82,7 +84,7 @@ class Manifest(_Strict):
     schema_version: Literal[1]
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     version: str
-    task: Literal["pain", "affect"]
+    task: Task
     role: Literal["student", "teacher"]
     graphs: dict[str, GraphSpec]
     opset: int = Field(ge=7)

@@ -19,6 +19,7 @@ import numpy as np
 
 from pkdot_contract.manifest import Manifest, ModelFolderError, load_manifest
 from pkdot_contract.preprocessing.crop import CropSpec
+from pkdot_contract.tasks import GRAPH_OUTPUTS, TASKS
 from service.batching import MicroBatcher
 from service.core.config import Settings
 from service.errors import ModelLoadError, NotFound
@@ -28,8 +29,6 @@ from service.runtime import GPU_PROVIDERS, GraphSession, open_graph, requested_p
 
 log = logging.getLogger(__name__)
 
-TASKS = ("pain", "affect")
-TASK_OUTPUT = {"pain": ("logits", "probabilities"), "affect": ("va",)}  # the head's output, either name
 
 
 @dataclass
@@ -88,7 +87,7 @@ def _check_contract(m: Manifest) -> None:
         g = m.graphs[graph]
         return {t.name for t in g.inputs}, {t.name for t in g.outputs}
 
-    outputs = TASK_OUTPUT[m.task]
+    outputs = GRAPH_OUTPUTS[m.task]
     labels = m.outputs.labels or []
     if m.task == "pain" and not 2 <= len(labels) <= 5:
         raise ModelLoadError(f"a pain model has 2 to 5 levels (BL1 ... PA4); the manifest lists {len(labels)}")

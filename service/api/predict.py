@@ -6,10 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Request
 
+from pkdot_contract.tasks import TASKS
 from service import inference
 from service.api.deps import Ctx, ModelName, known_query_only, require_api_key
 from service.errors import NotFound
-from service.registry import TASKS
 from service.schemas import ErrorResponse, PredictResponse, TeacherResponse
 
 ERRORS = {status: {"model": ErrorResponse, "description": text} for status, text in {

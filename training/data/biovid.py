@@ -22,6 +22,7 @@ import torch
 from torch.utils.data import Dataset
 
 from pkdot_contract.preprocessing.crop import to_model_input
+from pkdot_contract.tasks import PAIN_LABELS
 from pkdot_contract.preprocessing.signals import (
     BIOSIGNAL_CHANNELS,
     BIOVID_RATE_HZ,
@@ -39,7 +40,7 @@ log = logging.getLogger(__name__)
 
 SAMPLES_CSV = "samples.csv"
 SAMPLE_COLUMNS = ("subject_id", "subject_name", "class_id", "class_name", "sample_id", "sample_name")
-CLASS_NAMES = ("BL1", "PA1", "PA2", "PA3", "PA4")  # class_id 0..4: baseline, then heat pain levels 1..4
+CLASS_NAMES = PAIN_LABELS  # class_id 0..4: baseline, then heat pain levels 1..4
 WINDOW_S = 5.5  # every Part A sample is a 5.5 s window
 TASKS = ("five", "binary")  # five levels 0..4, or BL1 (0) vs PA4 (1)
 SIGNALS = ("raw", "spectrogram")

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from pkdot_contract.preprocessing.crop import CropSpec
+from pkdot_contract.tasks import AFFECT_RANGES, PAIN_LABELS, TASKS, pain_labels
 from training.errors import ConfigError, DatasetError
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ class RunFolder:
         run = cls(path, config, metrics)
         if not isinstance(config.get("data"), dict):
             raise ConfigError(f"{path / 'config.json'} has no 'data' section")
-        if run.task not in ("pain", "affect"):
+        if run.task not in TASKS:
             raise ConfigError(f"{path / 'config.json'}: task must be pain or affect, not {run.task!r}")
         if run.role not in ("student", "teacher"):
             raise ConfigError(f"{path}: a {run.role!r} run is not exported (only students and teachers are models "
@@ -193,16 +194,12 @@ class RunFolder:
 
     def outputs(self, num_classes: int | None = None) -> dict:
         if self.task == "affect":
-            return {"kind": "regression", "ranges": {"valence": [-1.0, 1.0], "arousal": [-1.0, 1.0]}}
-        from training.data.biovid import CLASS_NAMES
-
-        n = num_classes or int(self.config["model"].get("num_classes", 5))
-        if n == len(CLASS_NAMES):
-            labels = list(CLASS_NAMES)
-        elif n == 2:
-            labels = [CLASS_NAMES[0], CLASS_NAMES[-1]]  # the paper's binary protocol: BL1 vs PA4
-        else:
-            raise ConfigError(f"a pain model with {n} classes has no known labels (5: BL1..PA4, 2: BL1 vs PA4)")
+            return {"kind": "regression", "ranges": {k: list(r) for k, r in AFFECT_RANGES.items()}}
+        n = num_classes or int(self.config["model"].get("num_classes", len(PAIN_LABELS)))
+        try:
+            labels = list(pain_labels(n))
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         return {"kind": "classification", "labels": labels}
 
     # -- provenance ---------------------------------------------------------------------------------------------------
