@@ -45,8 +45,8 @@ def run(ctx: BenchContext) -> dict:
     head_out = [o.name for o in sessions["head"].get_outputs()]
     labels = list(manifest.outputs.labels or [])
     frames = jpeg_frames(ctx, max_frames=60 if ctx.quick else None)
-    d_model, min_score = detector_config(manifest.preprocessing.detector, settings.face_min_score)
-    detectors = DetectorPool(1, min_score, d_model)
+    detector_name, min_score = detector_config(manifest.preprocessing.detector, settings.face_min_score)
+    detectors = DetectorPool(1, min_score, detector_name)
     every = settings.detect_every
     timing = {"warmup": 2, "min_calls": 20 if ctx.quick else 100, "min_seconds": 0.3 if ctx.quick else 3.0}
 

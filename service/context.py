@@ -25,7 +25,7 @@ class ServiceContext:
     settings: Settings
     metrics: Metrics
     registry: ModelRegistry
-    detectors: dict[tuple[str, float], DetectorPool]  # by (model, min_score), as the manifests ask
+    detectors: dict[tuple[str, float], DetectorPool]  # by (detector name, min_score), as the manifests ask
     cpu_pool: ThreadPoolExecutor  # streams: decode, detect or track, crop (short jobs, one frame each)
     clip_pool: ThreadPoolExecutor  # REST: whole clips and videos, signals (long jobs: kept apart from the streams')
     inference_pool: ThreadPoolExecutor  # ONNX Runtime calls (the batchers')

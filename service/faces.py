@@ -16,27 +16,25 @@ from contextlib import contextmanager
 import cv2
 import numpy as np
 
-from pkdot_contract.preprocessing.face import FaceBox, FaceDetector
+from pkdot_contract.manifest import DetectorPreprocessing
+from pkdot_contract.preprocessing.face import DEFAULT_DETECTOR, FaceBox, FaceDetector
 
 TRACK_TEMPLATE_PX = 32.0  # the face is tracked downscaled by an integer factor to about this width
 TRACK_SEARCH = 0.5  # the search window grows the last box by this fraction of its size on each side
 
 
-def detector_config(detector: dict, default_min_score: float) -> tuple[str, float]:
-    """(model, min_score) from a manifest's `preprocessing.detector`, e.g. {"name": "mediapipe-blazeface-short-range",
+def detector_config(detector: DetectorPreprocessing, default_min_score: float) -> tuple[str, float]:
+    """(name, min_score) from a manifest's `preprocessing.detector`, e.g. {"name": "mediapipe-blazeface-short-range",
     "min_score": 0.5}: the face finder a model was trained with is the one it is served with."""
-    name = str(detector.get("model", detector.get("name", "short")))
-    model = "full" if "full" in name else "short"
-    score = detector.get("min_score", default_min_score)
-    return model, float(score) if isinstance(score, int | float) and 0 < score < 1 else default_min_score
+    return detector.name, default_min_score if detector.min_score is None else detector.min_score
 
 
 class DetectorPool:
     """`size` MediaPipe detectors shared by the worker threads; `detect` blocks until one is free."""
 
-    def __init__(self, size: int, min_score: float = 0.5, model: str = "short") -> None:
+    def __init__(self, size: int, min_score: float = 0.5, name: str = DEFAULT_DETECTOR) -> None:
         self._free: queue.SimpleQueue[FaceDetector] = queue.SimpleQueue()
-        self._all = [FaceDetector(min_score=min_score, model=model) for _ in range(size)]
+        self._all = [FaceDetector(min_score=min_score, name=name) for _ in range(size)]
         for d in self._all:
             self._free.put(d)
 

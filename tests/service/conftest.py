@@ -122,7 +122,7 @@ def _write_folder(root: Path, name: str, task: str, role: str, graphs: dict, pri
     (folder / "MODEL_CARD.md").write_text(f"# {name}\n\nA tiny test model (random weights).\n")
     outputs = ({"kind": "classification", "labels": PAIN_LABELS} if task == "pain"
                else {"kind": "regression", "ranges": {"valence": [-1, 1], "arousal": [-1, 1]}})
-    pre = {"crop": CROP, "window": T, "frame_rate": FRAME_RATE, "detector": {"model": "short"}}
+    pre = {"crop": CROP, "window": T, "frame_rate": FRAME_RATE, "detector": {"name": "mediapipe-blazeface-short-range"}}
     if privileged:
         pre["privileged"] = privileged
     manifest = {

@@ -195,8 +195,9 @@ def prepare(dataset: str, root: str | os.PathLike, out: str | os.PathLike, *, cr
     """Crop every sample of `root` into the cache at `out`; returns the summary (also saved as summary.json)."""
     from tqdm import tqdm
 
-    from pkdot_contract import __version__ as service_version
+    from pkdot_contract import __version__
     from pkdot_contract.preprocessing.crop import CropSpec
+    from pkdot_contract.preprocessing.face import DEFAULT_DETECTOR
     from training.data.cache import CropCache
 
     root, out = Path(root).resolve(), Path(out).resolve()
@@ -210,8 +211,8 @@ def prepare(dataset: str, root: str | os.PathLike, out: str | os.PathLike, *, cr
         raise ConfigError("--every and --workers must be at least 1")
     spec = CropSpec.from_dict(crop or {})
     meta = {"dataset": dataset, "root": str(root), "crop": spec.to_dict(),
-            "detector": {"name": "mediapipe-blazeface-short-range", "min_score": min_score},
-            "every": every, "pkdot_version": service_version}
+            "detector": {"name": DEFAULT_DETECTOR, "min_score": min_score},
+            "every": every, "pkdot_version": __version__}
     cache = CropCache(out)
     if cache.meta_path.is_file():
         old = cache.read_meta()
