@@ -90,8 +90,8 @@ def torch_graphs(model: BundledModel, window: int | None = None) -> dict:
 
 
 def open_session(model: BundledModel, graph: str, path: Path, ctx: BenchContext):
-    """An ONNX Runtime session with the service's own options (service.runtime.open_graph)."""
-    from service.runtime import open_graph, requested_providers
+    """An ONNX Runtime session with the service's own options (service.inference.runtime.open_graph)."""
+    from service.inference.runtime import open_graph, requested_providers
 
     return open_graph(graph, path, model.manifest.graphs[graph], requested_providers(ctx.providers),
                       ctx.n_threads).session

@@ -8,7 +8,7 @@ Stages, with the service's own functions on the frames of the benchmark video (J
                   mean cost per frame
     preprocess    face crop + normalisation (pkdot_contract.preprocessing.crop: the one function training also uses)
     inference     the streaming student's encoder (1 frame) + head (1 window), ONNX Runtime, service options
-    postprocess   softmax / clipping into the response's prediction (service.predictor)
+    postprocess   softmax / clipping into the response's prediction (service.inference.predictor)
 The chain runs the same steps back to back per frame in one thread; its mean time per frame is compared with the
 sum of the stages' means (target: within 1.3x). The service's own end-to-end time (one WebSocket stream) is set
 against the same sum by `pkdot bench` when the e2e benchmark runs too.
@@ -34,8 +34,9 @@ def run(ctx: BenchContext) -> dict:
     from pkdot_contract.preprocessing.crop import CropSpec, crop_face, to_model_input
     from pkdot_contract.preprocessing.media import decode_image, image_size_from_header
     from service.core.config import Settings
-    from service.faces import DetectorPool, FaceTracker, detector_config
-    from service.predictor import affect_prediction, pain_prediction, softmax
+    from service.faces.detectors import DetectorPool, detector_config
+    from service.faces.tracker import FaceTracker
+    from service.inference.predictor import affect_prediction, pain_prediction, softmax
 
     settings = Settings()
     model = next(m for m in bundled_models(ctx) if set(m.graph_paths) == {"encoder", "head"})

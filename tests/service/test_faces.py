@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pkdot_contract.manifest import DetectorPreprocessing
-from service.faces import DetectorPool, detector_config
+from service.faces.detectors import DetectorPool, detector_config
 
 
 def test_the_pool_opens_the_detector_the_manifest_names() -> None:
@@ -15,3 +15,4 @@ def test_the_pool_opens_the_detector_the_manifest_names() -> None:
         assert [d.name for d in pool._all] == ["mediapipe-blazeface-full-range"]
     finally:
         pool.close()
+

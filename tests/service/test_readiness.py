@@ -11,8 +11,8 @@ from fastapi.testclient import TestClient
 
 from pkdot_contract.manifest import folder_files
 from service.app import create_app
-from service.errors import ModelLoadError
-from service.runtime import requested_providers
+from service.core.errors import ModelLoadError
+from service.inference.runtime import requested_providers
 from tests.service.conftest import make_settings
 
 

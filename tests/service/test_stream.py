@@ -121,8 +121,8 @@ def test_fast_sender_gets_drops_counted_and_bounded_memory(client, frames: list[
         msgs = _results_until(ws, lambda m: m.get("seq") == n - 1)
         results = [m for m in msgs if m["type"] == "result"]
         session = next(iter(client.app.state.streams._open))
-        pending = session._slot
-    assert pending is None  # one waiting frame at most, and none once the newest is answered
+        pending = session._slot.waiting
+    assert not pending  # one waiting frame at most, and none once the newest is answered
     dropped = results[-1]["dropped"]
     assert dropped > 0 and len(results) + dropped == n  # every frame answered or counted as dropped
     assert [r["seq"] for r in results] == sorted(r["seq"] for r in results)
@@ -150,3 +150,4 @@ def test_summary_log_line_without_frame_bytes(client, face_jpeg: bytes, caplog: 
     assert line["task"] == "pain" and len(line["stream_id"]) == 12 and line["closed_by"] == "client"
     text = "\n".join(JsonFormatter().format(r) for r in caplog.records)
     assert face_jpeg[100:140].hex() not in text and repr(face_jpeg[100:140])[2:-1] not in text
+

@@ -1,63 +1,22 @@
-"""Face finding for the service: a pool of MediaPipe detectors, and detect-then-track for streams.
+"""Detect-then-track for streams: a stream does not need full detection on every frame.
 
-MediaPipe detectors are not thread-safe, so the pool hands each worker thread a detector of its own for the length
-of one call. A stream does not need full detection on every frame: `FaceTracker` detects every `detect_every`
-frames and in between follows the face by normalised cross-correlation of its last detected appearance (a grey,
-downscaled template) in a search window around its last position. A weak match re-detects at once.
+`FaceTracker` detects every `detect_every` frames (through the shared `DetectorPool`) and in between follows the face
+by normalised cross-correlation of its last detected appearance (a grey, downscaled template) in a search window
+around its last position. A weak match re-detects at once.
 """
 
 from __future__ import annotations
 
-import queue
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import cv2
 import numpy as np
 
-from pkdot_contract.manifest import DetectorPreprocessing
-from pkdot_contract.preprocessing.face import DEFAULT_DETECTOR, FaceBox, FaceDetector
+from pkdot_contract.preprocessing.face import FaceBox
+from service.faces.detectors import DetectorPool
 
 TRACK_TEMPLATE_PX = 32.0  # the face is tracked downscaled by an integer factor to about this width
 TRACK_SEARCH = 0.5  # the search window grows the last box by this fraction of its size on each side
-
-
-def detector_config(detector: DetectorPreprocessing, default_min_score: float) -> tuple[str, float]:
-    """(name, min_score) from a manifest's `preprocessing.detector`, e.g. {"name": "mediapipe-blazeface-short-range",
-    "min_score": 0.5}: the face finder a model was trained with is the one it is served with."""
-    return detector.name, default_min_score if detector.min_score is None else detector.min_score
-
-
-class DetectorPool:
-    """`size` MediaPipe detectors shared by the worker threads; `detect` blocks until one is free."""
-
-    def __init__(self, size: int, min_score: float = 0.5, name: str = DEFAULT_DETECTOR) -> None:
-        self._free: queue.SimpleQueue[FaceDetector] = queue.SimpleQueue()
-        self._all = [FaceDetector(min_score=min_score, name=name) for _ in range(size)]
-        for d in self._all:
-            self._free.put(d)
-
-    @property
-    def size(self) -> int:
-        return len(self._all)
-
-    @contextmanager
-    def _detector(self) -> Iterator[FaceDetector]:
-        d = self._free.get()
-        try:
-            yield d
-        finally:
-            self._free.put(d)
-
-    def largest(self, rgb: np.ndarray) -> FaceBox | None:
-        """The largest face of an RGB uint8 frame, or None. Blocking: call it from a worker thread."""
-        with self._detector() as d:
-            return d.largest(rgb)
-
-    def close(self) -> None:
-        for d in self._all:
-            d.close()
 
 
 class FaceTracker:

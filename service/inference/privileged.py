@@ -23,7 +23,7 @@ from pkdot_contract.manifest import PrivilegedPreprocessing, TensorSpec
 from pkdot_contract.preprocessing import audio as audio_pre
 from pkdot_contract.preprocessing import signals
 from pkdot_contract.preprocessing.media import decode_audio
-from service.errors import BadInput, InvalidField
+from service.core.errors import BadInput, InvalidField
 
 
 @dataclass
