@@ -269,7 +269,7 @@ class StreamSession:
                 error = BadInput(error.message)
             await self.send_error(error, seq)
             return
-        prediction = smoothed = None
+        prediction = smoothed = outputs = None
         try:
             if prepared.box is not None:
                 self.missing = 0
@@ -278,14 +278,14 @@ class StreamSession:
                 self.window.extend(await self.predictor.encode(prepared.model_input[None]))
                 outputs = await self.predictor.predict_window(list(self.window))
                 timings["inference"] = (time.perf_counter() - t0) * 1000.0
-                with self.metrics.timer("postprocess", timings):
-                    prediction = self.predictor.postprocess(outputs)
-                    self.recent.append(prediction)
             else:
                 self.missing += 1
                 if self.missing >= self.predictor.window:
                     self.reset()
-            with self.metrics.timer("postprocess", timings):
+            with self.metrics.timer("postprocess", timings):  # observed once per frame: prediction and smoothing
+                if outputs is not None:
+                    prediction = self.predictor.postprocess(outputs)
+                    self.recent.append(prediction)
                 smoothed = self.predictor.smooth(list(self.recent))
         except ServiceError as exc:  # inference failed or the server is busy: tell the client, go on
             await self.send_error(exc, seq)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 
 import numpy as np
@@ -151,3 +152,18 @@ def test_summary_log_line_without_frame_bytes(client, face_jpeg: bytes, caplog: 
     text = "\n".join(JsonFormatter().format(r) for r in caplog.records)
     assert face_jpeg[100:140].hex() not in text and repr(face_jpeg[100:140])[2:-1] not in text
 
+
+def _stage_count(client, stage: str) -> float:
+    text = client.get("/metrics").text
+    match = re.search(rf'^pkdot_stage_seconds_count{{stage="{stage}"}} (\S+)$', text, re.M)
+    return float(match.group(1)) if match else 0.0
+
+
+def test_postprocess_is_observed_once_per_frame(client, frames: list[bytes], noise_jpeg: bytes) -> None:
+    before = _stage_count(client, "postprocess")
+    with client.websocket_connect("/ws/stream?task=pain") as ws:
+        for data in (frames[0], noise_jpeg, frames[1]):  # a face, none, a face
+            ws.send_bytes(data)
+            assert ws.receive_json()["type"] == "result"
+    assert _stage_count(client, "postprocess") - before == 3
+    assert _stage_count(client, "total") >= 3
