@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from training.cli import main
+from pkdot.cli import main
 from training.config import load_config
 from training.errors import ConfigError
 from training.evaluate import evaluate_run

@@ -207,7 +207,7 @@ def serve(models_dir: Path, workdir: Path, timeout: float = 180.0) -> Iterator[s
                 "PKDOT_INFERENCE_THREADS": "1", "PKDOT_ORT_INTRA_OP_THREADS": "1", "PKDOT_LOG_LEVEL": "warning"})
     log_path = workdir / "server.log"
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "training.cli", "serve"], cwd=workdir, env=env, stdout=log,
+        proc = subprocess.Popen([sys.executable, "-m", "pkdot", "serve"], cwd=workdir, env=env, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
         url = f"http://127.0.0.1:{port}"
         try:
