@@ -4,11 +4,13 @@
     .venv/bin/python scripts/demo-capture.py --models runs/x --out /tmp/demo
 
 Writes a held-out synthetic BioVid set (seed 7, 2 subjects, 1 sample per class) into a temporary folder, takes
-one subject's BL1 and PA4 clips, loops each into a 640x480, 25 fps Y4M file for headless Chromium's fake webcam,
-starts `pkdot serve` on a free loopback port, opens /demo with that camera and streams the pain task. Per clip:
-SHOTS screenshots over about SPAN_S seconds, composed into OUT/no-pain-BL1.png and OUT/high-pain-PA4.png; both
-rows in OUT/pain-gauge.png (no pain on top). The expected level the page displays is read from its DOM every
-SAMPLE_S seconds meanwhile; OUT/capture.json holds those readings. `pkdot stream CLIP --json --fast` on the same
+one subject's BL1 and PA4 clips and writes each, after a neutral lead-in (the same subject's BL1 clip), into a
+640x480, 25 fps Y4M file for headless Chromium's fake webcam (which loops it). The lead-in gives the student's
+window a neutral first frame, as a clip streamed from its start has: the student reads each frame against the
+first of its 5.5 s window. It starts `pkdot serve` on a free loopback port, opens /demo with that camera and
+streams the pain task. Per clip: SHOTS screenshots over SPAN_S seconds (one lead-in and clip cycle), composed
+into OUT/no-pain-BL1.png and OUT/high-pain-PA4.png; both rows in OUT/pain-gauge.png (no pain on top). The
+expected level the page displays is read from its DOM every SAMPLE_S seconds meanwhile; OUT/capture.json holds those readings. `pkdot stream CLIP --json --fast` on the same
 two clips goes to OUT/stream.txt (its summary line and the mean smoothed expected level).
 """
 
@@ -36,11 +38,10 @@ FILES = {"BL1": "no-pain-BL1.png", "PA4": "high-pain-PA4.png"}
 SEED, SUBJECTS = 7, 2
 CAMERA = (640, 480)
 FPS = 25
-LOOPS = 2  # the clip twice in the Y4M file (Chromium loops the file as well)
 DEMO_FPS = 10  # frames per second the page sends
 WARMUP_ANSWERS = 8  # answers before the first screenshot: the model's window is full
 SHOTS = 4
-SPAN_S = 6.0
+SPAN_S = 11.0  # a lead-in and a clip
 SAMPLE_S = 0.25
 TILE_WIDTH = 560  # each screenshot in the contact sheets, downscaled to this width
 READY_TIMEOUT_S = 120.0
@@ -93,14 +94,14 @@ def decode(path: Path) -> list[np.ndarray]:
         return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
 
 
-def camera_file(clip: Path, out: Path) -> Path:
-    """The clip, upscaled to CAMERA and looped LOOPS times, as a Y4M file for Chromium's fake webcam."""
+def camera_file(clip: Path, lead_in: Path, out: Path) -> Path:
+    """`lead_in`, then the clip, upscaled to CAMERA, as a Y4M file for Chromium's fake webcam (which loops it)."""
     import cv2
 
     from tests.service.browser import write_y4m
 
-    frames = [cv2.resize(f, CAMERA, interpolation=cv2.INTER_CUBIC) for f in decode(clip)]
-    return write_y4m(out, frames * LOOPS, fps=FPS)
+    frames = [cv2.resize(f, CAMERA, interpolation=cv2.INTER_CUBIC) for f in decode(lead_in) + decode(clip)]
+    return write_y4m(out, frames, fps=FPS)
 
 
 class Service:
@@ -274,7 +275,7 @@ def capture(models: Path, out: Path, chromium: str | None = None) -> dict:
     with tempfile.TemporaryDirectory(prefix="pkdot-demo-") as tmp:
         work = Path(tmp)
         clips = synth_clips(work / "biovid")
-        cameras = {cls: camera_file(clips[cls], work / f"{cls}.y4m") for cls in CLIPS}
+        cameras = {cls: camera_file(clips[cls], clips["BL1"], work / f"{cls}.y4m") for cls in CLIPS}
         with Service(models.resolve(), work / "serve.log") as url:
             for cls in CLIPS:
                 results[cls] = record_demo(chromium, url, cameras[cls], work / f"profile-{cls}")

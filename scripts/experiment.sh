@@ -9,7 +9,7 @@ venv="${PKDOT_VENV:-.venv}"
 pkdot="$venv/bin/pkdot"
 for d in biovid affwild2; do
   if [ ! -f "data/synthetic/$d/.complete" ]; then
-    "$pkdot" synth "$d" --out "data/synthetic/$d" --force $([ "$d" = biovid ] && echo --subjects 12 --samples-per-class 3) && touch "data/synthetic/$d/.complete"
+    "$pkdot" synth "$d" --out "data/synthetic/$d" --force && touch "data/synthetic/$d/.complete"
   fi
 done
 "$pkdot" prepare --dataset biovid data/synthetic/biovid --out data/cache/biovid-synthetic --size 64 --every 2 \

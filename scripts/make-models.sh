@@ -18,7 +18,7 @@ synth() {  # dataset folder options...
   fi
 }
 
-synth biovid data/synthetic/biovid --subjects 12 --samples-per-class 3
+synth biovid data/synthetic/biovid
 synth affwild2 data/synthetic/affwild2
 "$pkdot" prepare --dataset biovid data/synthetic/biovid --out data/cache/biovid-synthetic --size 64 --every 2 --workers 2
 "$pkdot" prepare --dataset affwild2 data/synthetic/affwild2 --out data/cache/affwild2-synthetic --size 64 --workers 2

@@ -130,10 +130,15 @@ def progress_line(method: str, fold: int, seed: int, summary: dict, count: int, 
 def run_experiment(config: Path | None, out: Path, *, seeds: list[int], folds: list[int],
                    methods: list[str] | None = None, overrides: list[str] | None = None, tune: bool = False,
                    tune_grid: dict[str, tuple] | None = None, workers: int = 2, progress: bool = False,
-                   announce: Callable[[str], None] | None = None) -> ExperimentResult:
+                   announce: Callable[[str], None] | None = None, teacher_per_seed: bool = False) -> ExperimentResult:
     """`workers` runs train at once, one process each (with cfg.threads torch threads): on a small CPU, two
     single-threaded runs side by side finish sooner than one run with two threads. `announce` gets a line per
-    finished teacher and student run (default: the log)."""
+    finished teacher and student run (default: the log).
+
+    Each fold has one teacher (trained with the first seed, in OUT/fold<f>/teacher) that every seed's students
+    distil from: the seeds measure the student's variance against a fixed teacher, as when one distils a given
+    model. Its row is repeated for each seed so that every comparison stays paired by (fold, seed).
+    teacher_per_seed=True trains a teacher per fold and seed instead (OUT/fold<f>/seed<s>/teacher)."""
     methods = list(methods or METHODS)
     unknown = set(methods) - set(METHODS)
     if unknown:
@@ -145,8 +150,13 @@ def run_experiment(config: Path | None, out: Path, *, seeds: list[int], folds: l
     started = time.perf_counter()
     repeats = list(itertools.product(folds, seeds))
     common = {(f, s): [*(overrides or []), f"data.fold={f}", f"seed={s}"] for f, s in repeats}
-    teacher_dir = {(f, s): out / f"fold{f}" / f"seed{s}" / "teacher" for f, s in repeats}
-    total = len(repeats) * (1 + len(methods))
+    if teacher_per_seed:
+        teacher_dir = {(f, s): out / f"fold{f}" / f"seed{s}" / "teacher" for f, s in repeats}
+        trained = repeats
+    else:
+        teacher_dir = {(f, s): out / f"fold{f}" / "teacher" for f, s in repeats}
+        trained = [(f, seeds[0]) for f in folds]
+    total = len(trained) + len(repeats) * len(methods)
     finished = [0]
     say = announce or log.info
 
@@ -159,10 +169,11 @@ def run_experiment(config: Path | None, out: Path, *, seeds: list[int], folds: l
 
         return done
 
-    teacher_jobs = [(config, [*common[r], "kind='teacher'"], teacher_dir[r], progress) for r in repeats]
-    teacher_keys = [("teacher", *r) for r in repeats]
-    teachers = _run_all(teacher_jobs, workers, tracker(teacher_keys, teacher_jobs))
-    rows = [_row("teacher", f, s, summary) for (f, s), summary in zip(repeats, teachers, strict=True)]
+    teacher_jobs = [(config, [*common[r], "kind='teacher'"], teacher_dir[r], progress) for r in trained]
+    teacher_keys = [("teacher", *r) for r in trained]
+    teachers = dict(zip((teacher_dir[r] for r in trained),
+                        _run_all(teacher_jobs, workers, tracker(teacher_keys, teacher_jobs)), strict=True))
+    rows = [_row("teacher", f, s, teachers[teacher_dir[f, s]]) for f, s in repeats]
     pkdot_sets: list[str] = []
     if tune and "pkdot" in methods:
         pkdot_sets = tune_pkdot(config, common[repeats[0]], teacher_dir[repeats[0]], out / "tuning", progress,
@@ -173,7 +184,7 @@ def run_experiment(config: Path | None, out: Path, *, seeds: list[int], folds: l
             extra = pkdot_sets if method == "pkdot" else []
             jobs.append((config, [*common[r], "kind='student'", f"kd.method={method!r}",
                                   f"teacher_run={str(teacher_dir[r])!r}", *extra],
-                         teacher_dir[r].parent / f"student-{method}", progress))
+                         out / f"fold{r[0]}" / f"seed{r[1]}" / f"student-{method}", progress))
             keys.append((method, *r))
     for (method, fold, seed), summary in zip(keys, _run_all(jobs, workers, tracker(keys, jobs)), strict=True):
         rows.append(_row(method, fold, seed, summary))
@@ -181,7 +192,8 @@ def run_experiment(config: Path | None, out: Path, *, seeds: list[int], folds: l
     paired = stats.paired_table(rows, paired_metrics(base.task))
     write_outputs(rows, table, out, base.task, time.perf_counter() - started,
                   {"seeds": seeds, "folds": folds, "pkdot": pkdot_sets, "dataset": base.data.root,
-                   "workers": workers}, paired)
+                   "workers": workers, "teacher": "per fold and seed" if teacher_per_seed else
+                   f"one per fold (seed {seeds[0]}), shared by every seed's students"}, paired)
     return ExperimentResult(rows, table, out, paired)
 
 

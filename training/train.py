@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from training.allocator import keep_freed_memory
 from training.config import RunConfig
 from training.data.build import build_datasets
 from training.engine import Trainer, set_seed
@@ -90,6 +91,7 @@ def run_training(cfg: RunConfig, progress: bool = True, max_steps: int | None = 
     if cfg.kind == "student":
         _check_tnet_run(cfg)
     set_seed(cfg.seed)
+    keep_freed_memory()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     data = build_datasets(cfg.data, cfg.task)

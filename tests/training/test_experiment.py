@@ -17,6 +17,8 @@ from training.commands.experiment import plan
 from training.errors import ConfigError
 from training.experiment import TUNE_GRID, run_experiment, tune_candidates
 from training.experiment_report import DISCUSSION, report
+from training.structure import main as structure_main
+from training.structure import measure, table
 
 GRID = {"weight": (0.6, 1.2), "params.pkdot.k": (3,)}
 
@@ -44,10 +46,12 @@ def test_plan_defaults_to_both_tasks_every_fold_and_three_seeds() -> None:
 
 def test_plan_quick_and_explicit_choices() -> None:
     quick = plan(parse("--quick", "--out", "x"))
-    assert [(p.out, p.folds, p.seeds) for p in quick] == [(Path("x/pain"), [0], [0]), (Path("x/affect"), [0], [0])]
-    one = plan(parse("--config", "configs/synthetic/affect.toml", "--quick", "--seeds", "4", "5"))
-    assert [(p.config, p.out, p.folds, p.seeds) for p in one] == [
-        (Path("configs/synthetic/affect.toml"), Path("runs/experiment/affect"), [0], [4, 5])]
+    assert [(p.out, p.folds, p.seeds, p.methods) for p in quick] == [
+        (Path("x/pain"), [0], [0], ["none", "pkdot"]), (Path("x/affect"), [0], [0], ["none", "pkdot"])]
+    one = plan(parse("--config", "configs/synthetic/affect.toml", "--quick", "--seeds", "4", "5", "--methods", "rkd"))
+    assert [(p.config, p.out, p.folds, p.seeds, p.methods) for p in one] == [
+        (Path("configs/synthetic/affect.toml"), Path("runs/experiment/affect"), [0], [4, 5], ["rkd"])]
+    assert plan(parse())[0].methods is None  # every method
     folds = plan(parse("--config", "configs/synthetic/pain.toml", "--set", "data.folds=3"))
     assert folds[0].folds == [0, 1, 2]
     with pytest.raises(ConfigError, match="two configs"):
@@ -84,7 +88,10 @@ def test_tables_and_runs(experiment: Path) -> None:
         assert float(t["accuracy_mean"]) == pytest.approx(sum(runs) / 2, abs=1e-6)
     assert "PKDOT" in (experiment / "table.md").read_text()
     assert (experiment / "comparison.png").stat().st_size > 5000
-    for f in (0, 1):
+    for f in (0, 1):  # one teacher per fold, which the students of every seed distil
+        assert (experiment / f"fold{f}" / "teacher" / "metrics.json").is_file()
+        cfg = json.loads((experiment / f"fold{f}" / "seed0" / "student-pkdot" / "config.json").read_text())
+        assert Path(cfg["teacher_run"]) == experiment / f"fold{f}" / "teacher"
         split = json.loads((experiment / f"fold{f}" / "seed0" / "student-pkdot" / "split.json").read_text())
         subjects = {part: {k.split("/")[0] for k in keys} for part, keys in split.items()}
         assert not subjects["test"] & (subjects["train"] | subjects["val"])
@@ -154,3 +161,14 @@ def test_report_keeps_the_discussion(experiment: Path, tmp_path: Path) -> None:
     assert "| PKDOT" in text and "PKDOT tuning" in text and "pkdot experiment --out runs/experiment" in text
     assert "gap recovered [95 % CI]" in text and "(experiments-pain-paired.png)" in text
     assert (tmp_path / "experiments-pain.png").is_file() and (tmp_path / "experiments-pain-paired.png").is_file()
+
+
+def test_structure_measures_read_the_experiment_folder(experiment: Path) -> None:
+    rows = measure(experiment)
+    assert sorted((r["method"], r["fold"], r["seed"]) for r in rows) == [
+        (m, f, 0) for m in ("none", "pkdot") for f in (0, 1)]
+    for r in rows:
+        assert -1.0 <= r["test_sim_agreement"] <= 1.0 and -1e-9 <= r["test_cka"] <= 1.0 + 1e-9
+    lines = table(rows)
+    assert lines[2].startswith("| none | 2 |") and lines[3].startswith("| pkdot | 2 |")
+    assert structure_main([str(experiment)]) == 0 and (experiment / "structure.csv").is_file()

@@ -215,6 +215,7 @@ class _Video:
     cached_rows: np.ndarray  # int64 (M,) the cache row of each
     targets: np.ndarray  # int64 (K,) target frames of this entry's items
     fps: float
+    crops: np.ndarray  # uint8 (M, S, S, 3) the cache entry's crops, memory-mapped once
 
 
 class AffWild2Dataset(Dataset):
@@ -248,6 +249,8 @@ class AffWild2Dataset(Dataset):
     it is memory-mapped from there (shared by all DataLoader workers through the page cache). Otherwise it is
     decoded once per video (16 kHz mono float32, about 3.8 MB per minute) when first needed and kept in memory, per
     process; audio_cache_videos bounds how many videos are kept (least recently used out; None: all).
+    Each item's log-mel window is the same every epoch: the first items' windows are kept, up to mel_cache_mb MB
+    (about 26 kB each at the defaults).
     """
 
     def __init__(self, root: str | os.PathLike, cache: str | os.PathLike | CropCache,
@@ -255,7 +258,7 @@ class AffWild2Dataset(Dataset):
                  num_frames: int = 8, stride: int = 1, target_stride: int = 1, with_audio: bool = True,
                  sample_rate: int = AUDIO_RATE_HZ, n_mels: int = N_MELS, audio_window_s: float = 1.0,
                  frame_tolerance: int = FRAME_TOLERANCE, strict: bool = False,
-                 audio_cache_videos: int | None = None, augment: bool = False) -> None:
+                 audio_cache_videos: int | None = None, augment: bool = False, mel_cache_mb: float = 256.0) -> None:
         self.augment = augment
         if num_frames < 1 or stride < 1 or target_stride < 1:
             raise ConfigError("num_frames, stride and target_stride must be at least 1")
@@ -272,6 +275,8 @@ class AffWild2Dataset(Dataset):
         self.audio_window_s, self.frame_tolerance = audio_window_s, frame_tolerance
         self.audio_cache_videos = audio_cache_videos
         self._audio: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._mels: dict[int, np.ndarray] = {}  # item -> log-mel, the first items up to mel_cache_mb
+        self._mel_budget = int(mel_cache_mb * 2**20)
 
         self._skips = SkipLog(strict, log)
         if entries is None:
@@ -335,7 +340,7 @@ class AffWild2Dataset(Dataset):
         targets = np.flatnonzero(valid & has_crop)[:: self.target_stride]
         if len(targets) == 0:
             return skip(e.name, "no valid label", f"{e.annotation_path}: no frame with a valid label and a face crop")
-        return _Video(e, ann.values[:n], valid, frames, order.astype(np.int64), targets, fps)
+        return _Video(e, ann.values[:n], valid, frames, order.astype(np.int64), targets, fps, cached.crops)
 
     @property
     def entries(self) -> list[AffWild2Entry]:
@@ -372,7 +377,7 @@ class AffWild2Dataset(Dataset):
         clip = target - self.stride * np.arange(self.num_frames - 1, -1, -1)  # (T,) frame indices, last = target
         inside = clip >= 0
         pos = np.maximum(np.searchsorted(v.cached_frames, clip, side="right") - 1, 0)  # (T,) nearest earlier crop
-        crops = np.asarray(self.cache.read(entry.name).crops[v.cached_rows[pos]])  # (T, S, S, 3) uint8
+        crops = np.asarray(v.crops[v.cached_rows[pos]])  # (T, S, S, 3) uint8
         if self.augment:  # torch's RNG: seeded per DataLoader worker and by torch.manual_seed
             crops = augment_clip(crops, np.random.default_rng(int(torch.randint(0, 2**62, (1,)))))
         safe = np.clip(clip, 0, len(v.labels) - 1)
@@ -383,10 +388,20 @@ class AffWild2Dataset(Dataset):
                 "va_seq": torch.from_numpy(va_seq), "mask": torch.from_numpy(mask),
                 "subject": entry.name, "key": entry.name, "frame": target}
         if self.with_audio:
-            audio = audio_window(self._video_audio(entry), self.sample_rate, target / v.fps, self.audio_window_s)
-            mel = log_mel(audio, self.sample_rate, self.n_mels, self.audio_window_s)  # (n_mels, F)
-            item["audio"] = torch.from_numpy(mel[None])  # (1, n_mels, F)
+            item["audio"] = torch.from_numpy(self._mel(i % len(self), entry, target / v.fps)[None])  # (1, n_mels, F)
         return item
+
+    def _mel(self, i: int, entry: AffWild2Entry, t: float) -> np.ndarray:
+        """Item i's log-mel window centred on time t (s): it does not change from epoch to epoch, so the first
+        items' windows are kept, up to mel_cache_mb (a fixed set: an LRU would keep nothing on epoch-long cycles)."""
+        mel = self._mels.get(i)
+        if mel is None:
+            audio = audio_window(self._video_audio(entry), self.sample_rate, t, self.audio_window_s)
+            mel = log_mel(audio, self.sample_rate, self.n_mels, self.audio_window_s)  # (n_mels, F)
+            if mel.nbytes <= self._mel_budget:
+                self._mels[i] = mel
+                self._mel_budget -= mel.nbytes
+        return mel.copy()
 
     def _video_audio(self, entry: AffWild2Entry) -> np.ndarray:
         """The whole recording of the entry's video, float32 (n,) at sample_rate: from the audio cache, or decoded

@@ -173,7 +173,8 @@ class BioVidDataset(Dataset):
     whose cache entry is missing, corrupt or has no face in any frame is skipped with a warning and recorded in
     `skipped` (strict=True raises DatasetError on the first instead). check_videos=True also opens every video
     (slower; by default the cache entry, which `pkdot prepare` only writes for a decodable video, stands for it).
-    Biosignal windows are read and checked once, in the constructor, and kept in memory (C * L floats each).
+    Biosignal windows are read and checked once, in the constructor, and kept in memory (C * L floats each); each
+    sample's crops are memory-mapped once there too.
     """
 
     def __init__(self, root: str | os.PathLike, cache: str | os.PathLike | CropCache,
@@ -222,12 +223,14 @@ class BioVidDataset(Dataset):
         self.samples: list[BioVidSample] = []
         self._frames: list[np.ndarray] = []  # per sample: positions of the cached crops inside the 5.5 s window
         self._signals: list[np.ndarray] = []  # per sample: float32 (C, L)
+        self._crops: list[np.ndarray] = []  # per sample: uint8 (N, S, S, 3), the cache entry memory-mapped once
         for s in wanted:
             loaded = self._load(s, check_videos)
             if loaded is not None:
                 self.samples.append(s)
                 self._frames.append(loaded[0])
                 self._signals.append(loaded[1])
+                self._crops.append(loaded[2])
         if not self.samples:
             raise DatasetError(f"no usable BioVid sample in {self.root} ({len(wanted)} requested, "
                                f"{len(self.skipped)} skipped: {self.skip_counts})")
@@ -235,7 +238,7 @@ class BioVidDataset(Dataset):
             log.warning("BioVid %s: %d of %d samples skipped (%s)", self.root, len(self.skipped), len(wanted),
                         self.skip_counts)
 
-    def _load(self, s: BioVidSample, check_videos: bool) -> tuple[np.ndarray, np.ndarray] | None:
+    def _load(self, s: BioVidSample, check_videos: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         skip = self._skips.skip
         if not s.video_path.is_file():
             return skip(s.key, "video missing", f"{s.video_path}: video file not found")
@@ -268,7 +271,7 @@ class BioVidDataset(Dataset):
         if cached.fps > 0:
             inside = cached.frame_index[order] < np.ceil(WINDOW_S * cached.fps)
             order = order[inside] if inside.any() else order
-        return order.astype(np.int64), window
+        return order.astype(np.int64), window, cached.crops
 
     @property
     def skipped(self) -> list[SkippedSample]:
@@ -299,7 +302,7 @@ class BioVidDataset(Dataset):
         # torch's RNG: seeded per DataLoader worker and by torch.manual_seed, so runs are reproducible
         rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,)))) if self.train else None
         pick = order[tsn_indices(len(order), self.num_frames, self.train, rng)]  # (T,) rows of the cache entry
-        crops = np.asarray(self.cache.read(s.key).crops[pick])  # (T, S, S, 3) uint8
+        crops = np.asarray(self._crops[i][pick])  # (T, S, S, 3) uint8
         if self.augment:
             crops = augment_clip(crops, rng)
         item = {"video": torch.from_numpy(to_model_input(crops, self.spec)),  # (T, 3, S, S)

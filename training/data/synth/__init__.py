@@ -1,11 +1,12 @@
 """Synthetic datasets in the real release layouts (BioVid Heat Pain Part A, Aff-Wild2 VA).
 
-    write_biovid(out, subjects=8, samples_per_class=2, seed=0)  -> SynthSummary
-    write_affwild2(out, videos=6, seconds=10.0, seed=0)         -> SynthSummary
+    write_biovid(out, subjects=12, samples_per_class=3, seed=0)  -> SynthSummary
+    write_affwild2(out, videos=32, seconds=12.0, seed=0)          -> SynthSummary
 
 The generative model (docs/synthetic-data.md): a face (scikit-image's public-domain astronaut photo) moves, is lit
-and is deformed by a few action units driven weakly and subject-dependently by the label, while the privileged
-modality (biosignals for pain, voice for affect) carries the label reliably. Same seed, same data.
+and is deformed by a few action units driven by the label through person and sample noise, while the privileged
+modality (biosignals for pain, voice for affect) carries the label more reliably. Same seed, same data. The
+defaults write the benchmark that configs/synthetic/ train on.
 """
 
 from training.data.synth.affwild2 import write_affwild2

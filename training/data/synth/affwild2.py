@@ -128,8 +128,8 @@ def _write_job(job: tuple[Path, VideoPlan, int, float, bool]) -> int:
 
 def write_affwild2(
     out: str | os.PathLike,
-    videos: int = 6,
-    seconds: float = 10.0,
+    videos: int = 32,
+    seconds: float = 12.0,
     seed: int = 0,
     size: tuple[int, int] = DEFAULT_SIZE,
     cropped_aligned: bool = False,

@@ -122,8 +122,8 @@ def write_samples_csv(root: Path, samples: list[BioVidSample]) -> None:
 
 def write_biovid(
     out: str | os.PathLike,
-    subjects: int = 8,
-    samples_per_class: int = 2,
+    subjects: int = 12,
+    samples_per_class: int = 3,
     seed: int = 0,
     size: tuple[int, int] = DEFAULT_SIZE,
     force: bool = False,
