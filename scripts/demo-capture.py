@@ -10,8 +10,9 @@ window a neutral first frame, as a clip streamed from its start has: the student
 first of its 5.5 s window. It starts `pkdot serve` on a free loopback port, opens /demo with that camera and
 streams the pain task. Per clip: SHOTS screenshots over SPAN_S seconds (one lead-in and clip cycle), composed
 into OUT/no-pain-BL1.png and OUT/high-pain-PA4.png; both rows in OUT/pain-gauge.png (no pain on top). The
-expected level the page displays is read from its DOM every SAMPLE_S seconds meanwhile; OUT/capture.json holds those readings. `pkdot stream CLIP --json --fast` on the same
-two clips goes to OUT/stream.txt (its summary line and the mean smoothed expected level).
+expected level the page displays is read from its DOM every SAMPLE_S seconds meanwhile; OUT/capture.json holds
+those readings. `pkdot stream CLIP --json --fast` on the same two clips goes to OUT/stream.txt (its summary line
+and the mean smoothed expected level).
 """
 
 from __future__ import annotations
