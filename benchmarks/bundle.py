@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import BenchContext
-from service.manifest import Manifest, load_manifest
+from pkdot_contract.manifest import Manifest, load_manifest
 
 CALIBRATION_SAMPLES = 48  # training-part clips the int8 ranges are observed on
 
@@ -90,8 +90,8 @@ def torch_graphs(model: BundledModel, window: int | None = None) -> dict:
 
 
 def open_session(model: BundledModel, graph: str, path: Path, ctx: BenchContext):
-    """An ONNX Runtime session with the service's own options (service.runtime.open_graph)."""
-    from service.runtime import open_graph, requested_providers
+    """An ONNX Runtime session with the service's own options (service.inference.runtime.open_graph)."""
+    from service.inference.runtime import open_graph, requested_providers
 
     return open_graph(graph, path, model.manifest.graphs[graph], requested_providers(ctx.providers),
                       ctx.n_threads).session

@@ -199,7 +199,7 @@ def run(ctx: BenchContext) -> dict:
             "student_vs_teacher": costs, "encoder_profiles": profiles, "targets": targets, "notes": notes,
             "settings": {**_settings(ctx), "batches": _batches(ctx), "threads": ctx.n_threads, "device": device,
                          "onnxruntime": onnxruntime.__version__, "torch": torch.__version__,
-                         "session_options": "service.runtime.open_graph: ORT_ENABLE_ALL, intra-op threads = "
+                         "session_options": "service.inference.runtime.open_graph: ORT_ENABLE_ALL, intra-op threads = "
                                             f"{ctx.n_threads}, inter-op 1, no spinning"}}
 
 

@@ -1,14 +1,14 @@
 """Pipeline stages of one 640x480 webcam frame, each measured alone, and the whole chain per frame.
 
 Stages, with the service's own functions on the frames of the benchmark video (JPEG, as a client sends them):
-    decode        service.preprocessing.media: header check + cv2 JPEG decode + BGR -> RGB
-    detect        MediaPipe BlazeFace (service.faces.DetectorPool, the manifest's detector) on every frame
-    track         service.faces.FaceTracker's correlation tracking alone (the frames between detections)
+    decode        pkdot_contract.preprocessing.media: header check + cv2 JPEG decode + BGR -> RGB
+    detect        MediaPipe BlazeFace (service.faces.detectors.DetectorPool, the manifest's detector) on every frame
+    track         service.faces.tracker.FaceTracker's correlation tracking alone (the frames between detections)
     face          detect-then-track as streams run it (detect every `detect_every` frames, track between): the
                   mean cost per frame
-    preprocess    face crop + normalisation (service.preprocessing.crop: the one function training also uses)
+    preprocess    face crop + normalisation (pkdot_contract.preprocessing.crop: the one function training also uses)
     inference     the streaming student's encoder (1 frame) + head (1 window), ONNX Runtime, service options
-    postprocess   softmax / clipping into the response's prediction (service.predictor)
+    postprocess   softmax / clipping into the response's prediction (service.inference.predictor)
 The chain runs the same steps back to back per frame in one thread; its mean time per frame is compared with the
 sum of the stages' means (target: within 1.3x). The service's own end-to-end time (one WebSocket stream) is set
 against the same sum by `pkdot bench` when the e2e benchmark runs too.
@@ -17,175 +17,226 @@ against the same sum by `pkdot bench` when the e2e benchmark runs too.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from benchmarks.common import BenchContext, latency_stats, target, time_calls
 
+if TYPE_CHECKING:
+    from service.faces.tracker import FaceTracker
+
 NAME = "pipeline"
 STREAM_FPS = 15.0
 GAP_S = 0.01  # idle time before each paced stage call (long enough for an idle CPU to sleep)
 PACED_CALLS, PACED_CALLS_QUICK = 150, 30
+CHAIN_STEPS = ("decode", "face", "preprocess", "inference", "postprocess")  # one frame's path, in order
 
 
-def run(ctx: BenchContext) -> dict:
+@dataclass
+class _Bench:
+    """The streaming student, its sessions and detectors, and the benchmark's frames with their faces."""
+
+    model: object  # benchmarks.bundle.BundledModel
+    settings: object  # service.core.config.Settings
+    spec: object  # pkdot_contract.preprocessing.crop.CropSpec
+    sessions: dict  # graph -> onnxruntime.InferenceSession
+    detectors: object  # service.faces.detectors.DetectorPool
+    frames: list[bytes]  # JPEG
+    rgbs: list[np.ndarray] = field(default_factory=list)  # decoded, (H, W, 3)
+    boxes: list = field(default_factory=list)  # FaceBox | None per frame
+    first: int = 0  # the first frame with a face
+
+    @property
+    def manifest(self):
+        return self.model.manifest
+
+    @property
+    def head_outputs(self) -> list[str]:
+        return [o.name for o in self.sessions["head"].get_outputs()]
+
+    def model_input(self, i: int) -> np.ndarray:
+        """Frame i's face (the first face's box where none was found) as the encoder's input (1, 3, S, S)."""
+        from pkdot_contract.preprocessing.crop import crop_face, to_model_input
+
+        box = self.boxes[i] or self.boxes[self.first]
+        return to_model_input(crop_face(self.rgbs[i], box, self.spec), self.spec)[None]
+
+    def head(self, embeddings: np.ndarray) -> dict[str, np.ndarray]:
+        """The head's outputs for a window of embeddings (1, T, D)."""
+        names = self.head_outputs
+        return dict(zip(names, self.sessions["head"].run(names, {"embeddings": embeddings}), strict=True))
+
+    def postprocess(self, outputs: dict[str, np.ndarray]) -> None:
+        from service.inference.predictor import affect_prediction, pain_prediction, softmax
+
+        if self.manifest.task == "pain":
+            pain_prediction(softmax(outputs["logits"][0]), list(self.manifest.outputs.labels or []))
+        else:
+            affect_prediction(outputs["va"][0], self.manifest.outputs.ranges)
+
+
+def _open(ctx: BenchContext) -> _Bench:
     from benchmarks.bundle import bundled_models, open_session
     from benchmarks.video import jpeg_frames
+    from pkdot_contract.preprocessing.crop import CropSpec
+    from pkdot_contract.preprocessing.media import decode_image
     from service.core.config import Settings
-    from service.faces import DetectorPool, FaceTracker, detector_config
-    from service.predictor import affect_prediction, pain_prediction, softmax
-    from service.preprocessing.crop import CropSpec, crop_face, to_model_input
-    from service.preprocessing.media import decode_image, image_size_from_header
+    from service.faces.detectors import DetectorPool, detector_config
 
     settings = Settings()
     model = next(m for m in bundled_models(ctx) if set(m.graph_paths) == {"encoder", "head"})
     manifest = model.manifest
-    spec = CropSpec.from_dict(manifest.preprocessing.crop.model_dump())
-    sessions = {g: open_session(model, g, p, ctx) for g, p in model.graph_paths.items()}
-    head_out = [o.name for o in sessions["head"].get_outputs()]
-    labels = list(manifest.outputs.labels or [])
-    frames = jpeg_frames(ctx, max_frames=60 if ctx.quick else None)
-    d_model, min_score = detector_config(manifest.preprocessing.detector, settings.face_min_score)
-    detectors = DetectorPool(1, min_score, d_model)
-    every = settings.detect_every
+    detector_name, min_score = detector_config(manifest.preprocessing.detector, settings.face_min_score)
+    bench = _Bench(model, settings, CropSpec.from_dict(manifest.preprocessing.crop.model_dump()),
+                   {g: open_session(model, g, p, ctx) for g, p in model.graph_paths.items()},
+                   DetectorPool(1, min_score, detector_name), jpeg_frames(ctx, max_frames=60 if ctx.quick else None))
+    bench.rgbs = [decode_image(f) for f in bench.frames]
+    bench.boxes = [bench.detectors.largest(rgb) for rgb in bench.rgbs]
+    bench.first = next(i for i, b in enumerate(bench.boxes) if b is not None)
+    return bench
+
+
+def _stages(b: _Bench) -> tuple[dict[str, Callable[[int], None]], FaceTracker]:
+    """Each stage alone, as a function of the frame index; and the tracker that only tracks (its re-detections
+    are counted)."""
+    from pkdot_contract.preprocessing.media import decode_image, image_size_from_header
+    from service.faces.tracker import FaceTracker
+
+    s, window = b.settings, b.manifest.preprocessing.window
+    crop_input = b.model_input(b.first)
+    emb = b.sessions["encoder"].run(["embedding"], {"frames": crop_input})[0]
+    embeddings = np.repeat(emb[:, None], window, axis=1)  # (1, T, D)
+    outputs = b.head(embeddings)
+    tracker = FaceTracker(b.detectors, s.detect_every, s.track_min_score)
+    track_only = FaceTracker(b.detectors, 10**9, s.track_min_score)  # detects once, then only tracks
+    track_only(b.rgbs[b.first])
+
+    def decode(i: int) -> None:
+        image_size_from_header(b.frames[i])
+        decode_image(b.frames[i], s.max_image_pixels)
+
+    def inference(i: int) -> None:
+        b.sessions["encoder"].run(["embedding"], {"frames": crop_input})
+        b.head(embeddings)
+
+    return {"decode": decode, "detect": lambda i: b.detectors.largest(b.rgbs[i]),
+            "track": lambda i: track_only(b.rgbs[i]),  # a lost face is detected again (counted in redetections)
+            "face": lambda i: tracker(b.rgbs[i]), "preprocess": b.model_input, "inference": inference,
+            "postprocess": lambda i: b.postprocess(outputs)}, track_only
+
+
+def _cycle(fn: Callable[[int], None], n: int) -> Callable[[], None]:
+    """fn(frame i) over the n frames in turn, one per call."""
+    i = [0]
+
+    def call() -> None:
+        fn(i[0] % n)
+        i[0] += 1
+    return call
+
+
+def _paced(fns: dict[str, Callable[[int], None]], calls: int, n: int) -> dict[str, list[float]]:
+    """Each stage alone after an idle gap, `calls` times: seconds per call."""
+    paced: dict[str, list[float]] = {name: [] for name in fns}
+    for k in range(calls):
+        for name, fn in fns.items():
+            time.sleep(GAP_S)
+            t0 = time.perf_counter()
+            fn(k % n)
+            paced[name].append(time.perf_counter() - t0)
+    return paced
+
+
+class _Chain:
+    """One stream's frames back to back in one thread, with its own tracker and window; each step's time is kept,
+    to set against the step alone."""
+
+    def __init__(self, b: _Bench) -> None:
+        from service.faces.tracker import FaceTracker
+
+        self.b = b
+        self.tracker = FaceTracker(b.detectors, b.settings.detect_every, b.settings.track_min_score)
+        self.window: list[np.ndarray] = []
+        self.steps: dict[str, list[float]] = {name: [] for name in CHAIN_STEPS}
+
+    def frame(self, i: int) -> None:
+        from pkdot_contract.preprocessing.crop import crop_face, to_model_input
+        from pkdot_contract.preprocessing.media import decode_image
+
+        b, size = self.b, self.b.manifest.preprocessing.window
+        t = [time.perf_counter()]
+        rgb = decode_image(b.frames[i], b.settings.max_image_pixels)
+        t.append(time.perf_counter())
+        box, _ = self.tracker(rgb)
+        t.append(time.perf_counter())
+        if box is None:
+            return
+        x = to_model_input(crop_face(rgb, box, b.spec), b.spec)[None]  # (1, 3, S, S)
+        t.append(time.perf_counter())
+        self.window.append(b.sessions["encoder"].run(["embedding"], {"frames": x})[0][0])
+        del self.window[:-size]
+        outputs = b.head(np.stack([self.window[0]] * (size - len(self.window)) + self.window)[None])  # (1, T, D)
+        t.append(time.perf_counter())
+        b.postprocess(outputs)
+        t.append(time.perf_counter())
+        for name, start, stop in zip(self.steps, t[:-1], t[1:], strict=True):
+            self.steps[name].append(stop - start)
+
+    def run(self, n: int, pace: float) -> list[float]:
+        times = []
+        for k in range(n):
+            if pace:
+                time.sleep(pace)
+            t0 = time.perf_counter()
+            self.frame(k % len(self.b.frames))
+            times.append(time.perf_counter() - t0)
+        return times
+
+
+def run(ctx: BenchContext) -> dict:
+    b = _open(ctx)
+    n, paced_calls = len(b.frames), PACED_CALLS_QUICK if ctx.quick else PACED_CALLS
     timing = {"warmup": 2, "min_calls": 20 if ctx.quick else 100, "min_seconds": 0.3 if ctx.quick else 3.0}
-
-    def cycle(fn):
-        """time fn(frame i) over the frames in turn."""
-        i = [0]
-
-        def call() -> None:
-            fn(i[0] % len(frames))
-            i[0] += 1
-        return call
-
     try:
-        rgbs = [decode_image(f) for f in frames]
-        boxes = [detectors.largest(rgb) for rgb in rgbs]
-        found = [b is not None for b in boxes]
-        first = next(i for i, b in enumerate(boxes) if b is not None)
-        crop_input = to_model_input(crop_face(rgbs[first], boxes[first], spec), spec)[None]
-        emb = sessions["encoder"].run(["embedding"], {"frames": crop_input})[0]
-        embeddings = np.repeat(emb[:, None], manifest.preprocessing.window, axis=1)  # (1, T, D)
-
-        def decode(i: int) -> None:
-            data = frames[i]
-            image_size_from_header(data)
-            decode_image(data, settings.max_image_pixels)
-
-        def detect(i: int) -> None:
-            detectors.largest(rgbs[i])
-
-        tracker = FaceTracker(detectors, every, settings.track_min_score)
-
-        def face(i: int) -> None:
-            tracker(rgbs[i])
-
-        track_only = FaceTracker(detectors, 10**9, settings.track_min_score)  # detects once, then only tracks
-        track_only(rgbs[first])
-
-        def track(i: int) -> None:
-            track_only(rgbs[i])  # a lost face is detected again (counted in track_redetections)
-
-        def preprocess(i: int) -> None:
-            box = boxes[i] or boxes[first]
-            to_model_input(crop_face(rgbs[i], box, spec), spec)
-
-        def inference(i: int) -> None:
-            sessions["encoder"].run(["embedding"], {"frames": crop_input})
-            sessions["head"].run(head_out, {"embeddings": embeddings})
-
-        out = dict(zip(head_out, sessions["head"].run(head_out, {"embeddings": embeddings}), strict=True))
-
-        def postprocess(i: int) -> None:
-            if manifest.task == "pain":
-                pain_prediction(softmax(out["logits"][0]), labels)
-            else:
-                affect_prediction(out["va"][0], manifest.outputs.ranges)
-
-        fns = {"decode": decode, "detect": detect, "track": track, "face": face, "preprocess": preprocess,
-               "inference": inference, "postprocess": postprocess}
-        stages = {name: latency_stats(time_calls(cycle(fn), **timing)) for name, fn in fns.items()}
-        stages["face"]["detect_every"] = every
+        fns, track_only = _stages(b)
+        stages = {name: latency_stats(time_calls(_cycle(fn, n), **timing)) for name, fn in fns.items()}
+        stages["face"]["detect_every"] = b.settings.detect_every
         stages["track"]["redetections"] = track_only.detections - 1
-        paced: dict[str, list[float]] = {name: [] for name in fns}  # each stage alone after an idle gap
-        for k in range(PACED_CALLS_QUICK if ctx.quick else PACED_CALLS):
-            for name, fn in fns.items():
-                time.sleep(GAP_S)
-                t0 = time.perf_counter()
-                fn(k % len(frames))
-                paced[name].append(time.perf_counter() - t0)
-
-        # the chain, per frame, with its own tracker and window, as one stream's frames go
-        chain_tracker = FaceTracker(detectors, every, settings.track_min_score)
-        window: list[np.ndarray] = []
-
-        in_chain: dict[str, list[float]] = {name: [] for name in ("decode", "face", "preprocess", "inference",
-                                                                  "postprocess")}
-
-        def chain(i: int) -> None:
-            """One frame as a stream's frames go; each step's time is kept, to set against the step alone."""
-            t = [time.perf_counter()]
-            rgb = decode_image(frames[i], settings.max_image_pixels)
-            t.append(time.perf_counter())
-            box, _ = chain_tracker(rgb)
-            t.append(time.perf_counter())
-            if box is None:
-                return
-            x = to_model_input(crop_face(rgb, box, spec), spec)[None]  # (1, 3, S, S)
-            t.append(time.perf_counter())
-            window.append(sessions["encoder"].run(["embedding"], {"frames": x})[0][0])
-            del window[: -manifest.preprocessing.window]
-            items = [window[0]] * (manifest.preprocessing.window - len(window)) + window
-            o = dict(zip(head_out, sessions["head"].run(head_out, {"embeddings": np.stack(items)[None]}),
-                         strict=True))
-            t.append(time.perf_counter())
-            if manifest.task == "pain":
-                pain_prediction(softmax(o["logits"][0]), labels)
-            else:
-                affect_prediction(o["va"][0], manifest.outputs.ranges)
-            t.append(time.perf_counter())
-            for name, a, b in zip(in_chain, t[:-1], t[1:], strict=True):
-                in_chain[name].append(b - a)
-
-        def run_chain(n: int, pace: float) -> list[float]:
-            times = []
-            for k in range(n):
-                if pace:
-                    time.sleep(pace)
-                t0 = time.perf_counter()
-                chain(k % len(frames))
-                times.append(time.perf_counter() - t0)
-            return times
-
-        t_chain = run_chain(len(frames) if ctx.quick else max(len(frames), 300), 0.0)
-        chain_steps = {name: latency_stats(v) for name, v in in_chain.items()}
-        t_chain_paced = run_chain(PACED_CALLS_QUICK if ctx.quick else PACED_CALLS, 1.0 / STREAM_FPS)
-        handoff = _handoff(PACED_CALLS_QUICK if ctx.quick else PACED_CALLS)
+        paced = {name: latency_stats(v) for name, v in _paced(fns, paced_calls, n).items()}
+        chain = _Chain(b)
+        t_chain = chain.run(n if ctx.quick else max(n, 300), 0.0)
+        chain_steps = {name: latency_stats(v) for name, v in chain.steps.items()}
+        t_chain_paced = chain.run(paced_calls, 1.0 / STREAM_FPS)
+        handoff = _handoff(paced_calls)
     finally:
-        detectors.close()
+        b.detectors.close()
+    return _result(b, stages, paced, latency_stats(t_chain), chain_steps, latency_stats(t_chain_paced), handoff,
+                   {"threads": ctx.n_threads, "detect_every": b.settings.detect_every, **timing,
+                    "paced_gap_s": GAP_S, "stream_fps": STREAM_FPS})
 
-    order = ("decode", "face", "preprocess", "inference", "postprocess")
-    paced_stats = {name: latency_stats(v) for name, v in paced.items()}
-    stage_sum = sum(stages[s]["mean_ms"] for s in order)
-    paced_sum = sum(paced_stats[s]["mean_ms"] for s in order)
-    chain_stats, chain_paced = latency_stats(t_chain), latency_stats(t_chain_paced)
-    ratio, ratio_paced = chain_stats["mean_ms"] / stage_sum, chain_paced["mean_ms"] / paced_sum
-    return {"name": NAME, "model": model.name, "frame": {"width": 640, "height": 480,
-                                                         "jpeg_bytes_mean": int(np.mean([len(f) for f in frames]))},
-            "frames": len(frames), "faces_found": float(np.mean(found)), "stages": stages,
-            "stages_paced": paced_stats, "sum_of_stages_ms": round(stage_sum, 4),
-            "sum_of_stages_paced_ms": round(paced_sum, 4), "sum_over": list(order),
+
+def _result(b: _Bench, stages: dict, paced: dict, chain: dict, chain_steps: dict, chain_paced: dict, handoff: dict,
+            settings: dict) -> dict:
+    stage_sum = sum(stages[s]["mean_ms"] for s in CHAIN_STEPS)
+    paced_sum = sum(paced[s]["mean_ms"] for s in CHAIN_STEPS)
+    ratio, ratio_paced = chain["mean_ms"] / stage_sum, chain_paced["mean_ms"] / paced_sum
+    return {"name": NAME, "model": b.model.name, "frame": {"width": 640, "height": 480,
+                                                           "jpeg_bytes_mean": int(np.mean([len(f) for f in b.frames]))},
+            "frames": len(b.frames), "faces_found": float(np.mean([box is not None for box in b.boxes])),
+            "stages": stages, "stages_paced": paced, "sum_of_stages_ms": round(stage_sum, 4),
+            "sum_of_stages_paced_ms": round(paced_sum, 4), "sum_over": list(CHAIN_STEPS),
             "sum_detect_every_frame_ms": round(stage_sum - stages["face"]["mean_ms"] + stages["detect"]["mean_ms"], 4),
-            "chain": chain_stats, "chain_paced": chain_paced, "chain_over_sum": round(ratio, 4),
+            "chain": chain, "chain_paced": chain_paced, "chain_over_sum": round(ratio, 4),
             "chain_steps": chain_steps,
             "chain_step_over_alone": {k: round(v["mean_ms"] / stages[k]["mean_ms"], 3) for k, v in chain_steps.items()},
             "chain_paced_over_paced_sum": round(ratio_paced, 4), "thread_handoff": handoff,
             "targets": [target("in-process chain per frame / sum of stages, back to back (mean)", ratio, 1.3, "x"),
                         target("in-process chain per frame / sum of stages, paced as a 15 fps stream (mean)",
                                ratio_paced, 1.3, "x")],
-            "settings": {"threads": ctx.n_threads, "detect_every": every, **timing, "paced_gap_s": GAP_S,
-                         "stream_fps": STREAM_FPS}}
+            "settings": settings}
 
 
 def _handoff(calls: int) -> dict:

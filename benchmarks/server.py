@@ -1,7 +1,7 @@
 """A `pkdot serve` process under test: start it on a free loopback port, time its cold start to /readyz, sample its
 CPU time and resident memory from /proc, stop it.
 
-The server runs exactly as a user starts it (`python -m training.cli serve ...`, one process), with the flags a
+The server runs exactly as a user starts it (`python -m pkdot serve ...`, one process), with the flags a
 benchmark asks for; its log goes to a file in the cache folder.
 """
 
@@ -97,7 +97,7 @@ class ServerProcess:
         return self.proc.pid
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "training.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port),
+        return [sys.executable, "-m", "pkdot", "serve", "--host", "127.0.0.1", "--port", str(self.port),
                 "--models-dir", str(self.ctx.models_dir), "--providers", self.ctx.providers, "--log-format", "text",
                 "--log-level", "warning", *self.flags]
 

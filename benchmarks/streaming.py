@@ -37,7 +37,7 @@ def _head_graph(model, window: int, ctx: BenchContext):
 
 def run(ctx: BenchContext) -> dict:
     from benchmarks.bundle import bundled_models, open_session, require_runs
-    from service.runtime import open_graph, requested_providers
+    from service.inference.runtime import open_graph, requested_providers
 
     calls = 1000 if ctx.quick else 5000
     out = []

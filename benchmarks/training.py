@@ -77,7 +77,7 @@ def measure_tnet(ctx: BenchContext) -> dict:
     if not (teacher / "best.pt").is_file() or not (ROOT / "data" / "cache" / "biovid-synthetic").is_dir():
         return {"skipped": f"needs the pain teacher's run ({teacher}) and the synthetic BioVid data (`make models`)"}
     out = ctx.cache_dir / "tnet-pain"
-    cmd = [sys.executable, "-m", "training.cli", "train-tnet", "--config", "configs/synthetic/pain.toml",
+    cmd = [sys.executable, "-m", "pkdot", "train-tnet", "--config", "configs/synthetic/pain.toml",
            "--teacher", str(teacher), "--out", str(out), "--no-progress"]
     import shutil
 

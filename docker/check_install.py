@@ -41,7 +41,7 @@ def problems(ort: str, torch: bool) -> list[str]:
     if ort == "gpu" and "CUDAExecutionProvider" not in providers:
         out.append(f"onnxruntime-gpu lists no CUDAExecutionProvider: {providers}")
     import service.app  # noqa: F401  (imports cv2, mediapipe, av: fails here when a system library is missing)
-    from service.preprocessing.face import FaceDetector
+    from pkdot_contract.preprocessing.face import FaceDetector
 
     with FaceDetector():  # MediaPipe loads its bundled model and its graph runtime
         pass

@@ -114,7 +114,7 @@ class Service:
         self.proc: subprocess.Popen | None = None
 
     def __enter__(self) -> str:
-        command = [sys.executable, "-m", "training.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port),
+        command = [sys.executable, "-m", "pkdot", "serve", "--host", "127.0.0.1", "--port", str(self.port),
                    "--models-dir", str(self.models), "--providers", "cpu", "--log-format", "text",
                    "--log-level", "warning"]
         with open(self.log, "wb") as log:

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
-import functools
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TypeVar
 
 from service.core.config import Settings
-from service.faces import DetectorPool, detector_config
-from service.metrics import Metrics
-from service.predictor import Predictor
-from service.registry import LoadedModel, ModelRegistry
-from service.stream import StreamRegistry
+from service.core.metrics import Metrics
+from service.core.threads import run_blocking
+from service.faces.detectors import DetectorPool, detector_config
+from service.faces.tracker import FaceTracker
+from service.inference.models import LoadedModel
+from service.inference.predictor import Predictor
+from service.inference.registry import ModelRegistry
+from service.streams.registry import StreamRegistry
 
 T = TypeVar("T")
 
@@ -25,7 +25,7 @@ class ServiceContext:
     settings: Settings
     metrics: Metrics
     registry: ModelRegistry
-    detectors: dict[tuple[str, float], DetectorPool]  # by (model, min_score), as the manifests ask
+    detectors: dict[tuple[str, float], DetectorPool]  # by (detector name, min_score), as the manifests ask
     cpu_pool: ThreadPoolExecutor  # streams: decode, detect or track, crop (short jobs, one frame each)
     clip_pool: ThreadPoolExecutor  # REST: whole clips and videos, signals (long jobs: kept apart from the streams')
     inference_pool: ThreadPoolExecutor  # ONNX Runtime calls (the batchers')
@@ -35,6 +35,11 @@ class ServiceContext:
     def detector_for(self, model: LoadedModel) -> DetectorPool:
         return self.detectors[detector_config(model.manifest.preprocessing.detector, self.settings.face_min_score)]
 
+    def tracker_for(self, model: LoadedModel) -> FaceTracker:
+        """A detect-then-track state for one stream of `model`."""
+        s = self.settings
+        return FaceTracker(self.detector_for(model), s.detect_every, s.track_min_score)
+
     def predictor(self, model: LoadedModel) -> Predictor:
         if model.name not in self._predictors:
             self._predictors[model.name] = Predictor(model)
@@ -42,9 +47,7 @@ class ServiceContext:
 
     async def run_blocking(self, fn: Callable[..., T], *args: object, pool: ThreadPoolExecutor | None = None) -> T:
         """Run CPU work in a pool (default: the streams'), off the event loop, keeping the request / stream id."""
-        ctx = contextvars.copy_context()
-        return await asyncio.get_running_loop().run_in_executor(pool or self.cpu_pool,
-                                                                functools.partial(ctx.run, fn, *args))
+        return await run_blocking(pool or self.cpu_pool, fn, *args)
 
     async def close(self) -> None:
         await self.registry.close()

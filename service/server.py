@@ -13,7 +13,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from service.core.config import Settings
-from service.errors import WS_GOING_AWAY
+from service.core.errors import WS_GOING_AWAY
 
 
 def uvicorn_options(settings: Settings) -> dict:

@@ -30,7 +30,7 @@ def face_png(face_rgb: np.ndarray) -> bytes:
 
 @pytest.fixture(scope="session")
 def face_detector():
-    from service.preprocessing.face import FaceDetector
+    from pkdot_contract.preprocessing.face import FaceDetector
 
     with FaceDetector() as detector:
         yield detector

@@ -14,7 +14,7 @@ import pytest
 
 from benchmarks.common import ROOT, latency_stats, target
 from benchmarks.training import parse_log
-from training.cli import main
+from pkdot.cli import main
 
 RUNS = ROOT / "runs" / "models"
 LOG = """\

@@ -2,5 +2,3 @@
 
 Importing this package never imports torch; the modules that need it import it themselves.
 """
-
-__version__ = "0.1.0"

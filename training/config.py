@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pkdot_contract.tasks import TASKS
 from training.errors import ConfigError
 
 
@@ -143,7 +144,7 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | No
 def _validate(cfg: RunConfig) -> None:
     checks = [
         (cfg.kind in ("teacher", "tnet", "student"), f"kind must be teacher, tnet or student, not {cfg.kind!r}"),
-        (cfg.task in ("pain", "affect"), f"task must be pain or affect, not {cfg.task!r}"),
+        (cfg.task in TASKS, f"task must be pain or affect, not {cfg.task!r}"),
         (cfg.data.dataset in ("biovid", "affwild2"), "data.dataset must be biovid or affwild2"),
         (cfg.data.pain_classes in ("five", "binary"), "data.pain_classes must be five or binary"),
         (cfg.optim.epochs >= 1 and cfg.optim.batch_size >= 2, "optim.epochs >= 1 and optim.batch_size >= 2"),

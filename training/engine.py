@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
+from pkdot_contract.tasks import pain_labels
 from training.config import RunConfig, config_changes
 from training.errors import ConfigError
 from training.metrics import PRIMARY_METRIC, confusion_matrix, per_subject, task_metrics
@@ -265,7 +266,7 @@ class Trainer:
         from training import plots
 
         if self.cfg.task == "pain":
-            labels = ["BL1", "PA4"] if self.num_classes == 2 else ["BL1", "PA1", "PA2", "PA3", "PA4"]
+            labels = list(pain_labels(self.num_classes))
             classes = p.argmax(1) if p.ndim == 2 else p
             plots.confusion(confusion_matrix(y, classes, self.num_classes), labels,
                             self.run_dir / f"confusion_{name}.png", f"{self.cfg.kind}: {name} confusion")

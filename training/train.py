@@ -14,7 +14,7 @@ from training.config import RunConfig
 from training.data.build import build_datasets
 from training.engine import Trainer, set_seed
 from training.errors import ConfigError
-from training.models import create_model
+from training.models import MODELS, create_model
 from training.objectives import DistillObjective, TeacherObjective, TNetObjective
 
 log = logging.getLogger(__name__)
@@ -73,8 +73,23 @@ def _teacher_for(cfg: RunConfig) -> nn.Module:
     return teacher
 
 
+def _check_tnet_run(cfg: RunConfig) -> None:
+    """A student with a T-Net (the paper's student) distils only with its trained T-Net loaded (DESIGN.md section 2:
+    the released code built it but never loaded it, so it trained a random one); no other student takes one."""
+    name, _ = model_options(cfg, 0)
+    has_tnet = hasattr(MODELS.get(name), "load_tnet")
+    if has_tnet and not cfg.tnet_run:
+        raise ConfigError(f"model {name!r} hallucinates the privileged features with a T-Net that must be trained "
+                          "first and loaded: run `pkdot train-tnet --teacher TEACHER_RUN --out TNET_RUN`, then pass "
+                          "--tnet TNET_RUN (tnet_run); without it the T-Net would stay random")
+    if cfg.tnet_run and not has_tnet:
+        raise ConfigError("tnet_run is set but the student has no T-Net (use model.name = 'paper_student')")
+
+
 def run_training(cfg: RunConfig, progress: bool = True, max_steps: int | None = None) -> dict:
     """Train a teacher, a T-Net or a student as configured; returns the run's metrics summary."""
+    if cfg.kind == "student":
+        _check_tnet_run(cfg)
     set_seed(cfg.seed)
     keep_freed_memory()
     if cfg.threads:
@@ -94,8 +109,6 @@ def run_training(cfg: RunConfig, progress: bool = True, max_steps: int | None = 
         teacher = _teacher_for(cfg)
         student = build_model(cfg, data.num_classes)
         if cfg.tnet_run:
-            if not hasattr(student, "load_tnet"):
-                raise ConfigError("tnet_run is set but the student has no T-Net (use model.name = 'paper_student')")
             student.load_tnet(_tnet_state(cfg.tnet_run))
         objective = DistillObjective(student, teacher, cfg.task, cfg.kd.method, cfg.kd.weight,
                                      cfg.kd.params.get(cfg.kd.method, {}))

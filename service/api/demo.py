@@ -12,7 +12,7 @@ from pathlib import Path
 from fastapi import APIRouter
 from fastapi.responses import FileResponse
 
-from service.errors import NotFound
+from service.core.errors import NotFound
 
 router = APIRouter(tags=["demo"])
 

@@ -10,7 +10,7 @@ from fastapi.security import APIKeyHeader
 
 from service.context import ServiceContext
 from service.core.config import Settings
-from service.errors import InvalidField, ServerBusy, Unauthorized
+from service.core.errors import InvalidField, ServerBusy, Unauthorized
 
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="needed when the service sets a key")
 

@@ -6,10 +6,10 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from service import __version__
+from pkdot_contract import __version__
 from service.api.deps import Ctx, require_api_key
-from service.registry import LoadedModel
-from service.schemas import ErrorResponse, Health, ModelInfo, ModelList, ModelStatus, Readiness, SkippedModel
+from service.core.schemas import ErrorResponse, Health, ModelInfo, ModelList, ModelStatus, Readiness, SkippedModel
+from service.inference.models import LoadedModel
 
 router = APIRouter(tags=["operations"])
 UNAUTHORIZED = {"model": ErrorResponse, "description": "missing or wrong API key (when the service sets one)"}

@@ -1,4 +1,4 @@
-"""REST prediction routes. Thin: the work is in `service.inference`."""
+"""REST prediction routes. Thin: the work is in `service.uploads.predict`."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Request
 
-from service import inference
+from pkdot_contract.tasks import TASKS
 from service.api.deps import Ctx, ModelName, known_query_only, require_api_key
-from service.errors import NotFound
-from service.registry import TASKS
-from service.schemas import ErrorResponse, PredictResponse, TeacherResponse
+from service.core.errors import NotFound
+from service.core.schemas import ErrorResponse, PredictResponse, TeacherResponse
+from service.uploads import predict as uploads
 
 ERRORS = {status: {"model": ErrorResponse, "description": text} for status, text in {
     400: "malformed or undecodable input", 401: "missing or wrong API key", 404: "unknown task or model",
@@ -36,18 +36,18 @@ router = APIRouter(prefix="/predict", tags=["predict"], responses=ERRORS,
 
 @router.post("/pain", summary="Pain level (0-4) from a face image, clip or short video", openapi_extra=UPLOAD)
 async def predict_pain(request: Request, ctx: Ctx, model: ModelName = None) -> PredictResponse:
-    return await inference.predict_upload(ctx, request, "pain", model)
+    return await uploads.predict_upload(ctx, request, "pain", model)
 
 
 @router.post("/affect", summary="Valence and arousal from a face image, clip or short video", openapi_extra=UPLOAD)
 async def predict_affect(request: Request, ctx: Ctx, model: ModelName = None) -> PredictResponse:
-    return await inference.predict_upload(ctx, request, "affect", model)
+    return await uploads.predict_upload(ctx, request, "affect", model)
 
 
 @router.post("/teacher/{task}", summary="Teacher (video + privileged signal) and student side by side",
              openapi_extra=TEACHER_UPLOAD)
 async def predict_teacher(task: TaskPath, request: Request, ctx: Ctx, model: ModelName = None) -> TeacherResponse:
-    return await inference.compare_teacher(ctx, request, task, model)
+    return await uploads.compare_teacher(ctx, request, task, model)
 
 
 @router.post("/{task}", include_in_schema=False)

@@ -14,8 +14,8 @@ from fastapi import APIRouter, WebSocket
 
 from service.api.deps import key_matches
 from service.context import ServiceContext
-from service.errors import WS_GOING_AWAY, WS_POLICY_VIOLATION, WS_TRY_AGAIN_LATER, ServiceError, close_reason
-from service.stream import StreamSession
+from service.core.errors import WS_GOING_AWAY, WS_POLICY_VIOLATION, WS_TRY_AGAIN_LATER, ServiceError, close_reason
+from service.streams.session import StreamSession
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["stream"])
@@ -52,7 +52,7 @@ async def _authenticated(websocket: WebSocket, ctx: ServiceContext) -> bool:
 
 @router.websocket("/ws/stream")
 async def stream(websocket: WebSocket) -> None:
-    """Binary JPEG/PNG frames in, one JSON result per processed frame out (see `service.stream`)."""
+    """Binary JPEG/PNG frames in, one JSON result per processed frame out (see `service.streams.session`)."""
     await websocket.accept()
     ctx: ServiceContext | None = getattr(websocket.app.state, "ctx", None)
     if ctx is None or not ctx.streams.accepting:
@@ -70,7 +70,8 @@ async def stream(websocket: WebSocket) -> None:
     except ServiceError as exc:
         await _refuse(websocket, ctx, WS_POLICY_VIOLATION, exc.message)
         return
-    session = StreamSession(websocket, ctx, ctx.predictor(model))
+    session = StreamSession(websocket, ctx.predictor(model), ctx.tracker_for(model), ctx.settings, ctx.metrics,
+                            ctx.cpu_pool)
     if not ctx.streams.try_add(session):
         await _refuse(websocket, ctx, WS_TRY_AGAIN_LATER, f"server full: {ctx.streams.limit} streams are open (the "
                                                           "limit); try again later")

@@ -180,7 +180,7 @@ class ServeProcess:
                     "PKDOT_ORT_INTRA_OP_THREADS": "1"})
         env.update({f"PKDOT_{k.upper()}": str(v) for k, v in settings.items()} | extra)
         self._log = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop)
-        self.proc = subprocess.Popen([sys.executable, "-m", "training.cli", "serve"], cwd=self.cwd, env=env,
+        self.proc = subprocess.Popen([sys.executable, "-m", "pkdot", "serve"], cwd=self.cwd, env=env,
                                      stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
 
     @property

@@ -28,8 +28,8 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from service.errors import ModelLoadError
-from service.registry import ModelRegistry
+from service.core.errors import ModelLoadError
+from service.inference.registry import ModelRegistry
 from tests.reliability.conftest import Figures, ProbedServer, ServeProcess, rss_mb
 from tests.service.conftest import make_settings, shifted, write_mp4
 

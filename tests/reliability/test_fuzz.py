@@ -24,11 +24,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 
-from service.errors import ServiceError
-from service.preprocessing.crop import CropSpec, crop_face, to_model_input
-from service.preprocessing.face import FaceBox
-from service.preprocessing.media import MediaError, decode_audio, decode_image, image_size_from_header
-from service.preprocessing.signals import SignalError, read_biosignal_csv
+from pkdot_contract.preprocessing.crop import CropSpec, crop_face, to_model_input
+from pkdot_contract.preprocessing.face import FaceBox
+from pkdot_contract.preprocessing.media import MediaError, decode_audio, decode_image, image_size_from_header
+from pkdot_contract.preprocessing.signals import SignalError, read_biosignal_csv
+from service.core.errors import ServiceError
 from tests.reliability.conftest import Figures, ProbedServer
 from tests.service.conftest import make_settings
 
@@ -270,7 +270,7 @@ def test_any_biosignal_text_is_read_or_refused_cleanly(file: tuple[str, str | No
 
 @pytest.fixture(scope="module")
 def pain_teacher_spec(model_root: Path):
-    from service.manifest import load_manifest
+    from pkdot_contract.manifest import load_manifest
 
     m = load_manifest(model_root / "pain-teacher")
     return m.preprocessing.privileged, next(i for i in m.graphs["model"].inputs if i.name == "privileged")
@@ -313,7 +313,7 @@ def json_signals(draw: st.DrawFn) -> dict:
 @settings(max_examples=PROPERTY_EXAMPLES, deadline=None, suppress_health_check=QUIET, database=None)
 @given(signal=json_signals())
 def test_any_json_signal_becomes_a_teacher_input_or_a_clean_error(pain_teacher_spec, signal: dict) -> None:
-    from service.privileged import privileged_input
+    from service.inference.privileged import privileged_input
 
     name = "any JSON signal -> teacher input or 4xx error"
     TRIED[name] += 1

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.manifest import folder_files
+from pkdot_contract.manifest import folder_files
 
 with warnings.catch_warnings():  # Starlette's TestClient still uses httpx: imported once here, quietly
     warnings.simplefilter("ignore")
@@ -122,7 +122,7 @@ def _write_folder(root: Path, name: str, task: str, role: str, graphs: dict, pri
     (folder / "MODEL_CARD.md").write_text(f"# {name}\n\nA tiny test model (random weights).\n")
     outputs = ({"kind": "classification", "labels": PAIN_LABELS} if task == "pain"
                else {"kind": "regression", "ranges": {"valence": [-1, 1], "arousal": [-1, 1]}})
-    pre = {"crop": CROP, "window": T, "frame_rate": FRAME_RATE, "detector": {"model": "short"}}
+    pre = {"crop": CROP, "window": T, "frame_rate": FRAME_RATE, "detector": {"name": "mediapipe-blazeface-short-range"}}
     if privileged:
         pre["privileged"] = privileged
     manifest = {

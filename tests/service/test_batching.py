@@ -10,9 +10,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from service.batching import MicroBatcher
-from service.errors import InferenceFailed, ServerBusy
-from service.metrics import Metrics
+from service.core.errors import InferenceFailed, ServerBusy
+from service.core.metrics import Metrics
+from service.inference.batching import MicroBatcher
 
 
 class FakeGraph:

@@ -6,9 +6,9 @@ import cv2
 import numpy as np
 import pytest
 
-from service.preprocessing.crop import CropSpec, crop_face, to_model_input
-from service.preprocessing.face import FaceBox
-from service.preprocessing.media import MediaError, decode_image, image_size_from_header
+from pkdot_contract.preprocessing.crop import CropSpec, crop_face, to_model_input
+from pkdot_contract.preprocessing.face import FaceBox
+from pkdot_contract.preprocessing.media import MediaError, decode_image, image_size_from_header
 
 
 def test_header_size_without_decoding(face_jpeg: bytes, face_png: bytes) -> None:

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from pkdot_contract.manifest import folder_files
 from service.app import create_app
-from service.errors import ModelLoadError
-from service.manifest import folder_files
-from service.runtime import requested_providers
+from service.core.errors import ModelLoadError
+from service.inference.runtime import requested_providers
 from tests.service.conftest import make_settings
 
 

@@ -9,9 +9,16 @@ import numpy as np
 import pytest
 from scipy.signal import spectrogram as scipy_spectrogram
 
-from service.preprocessing.audio import audio_window, hz_to_mel, log_mel, log_mel_shape, mel_filterbank, mel_to_hz
-from service.preprocessing.media import MediaError
-from service.preprocessing.signals import (
+from pkdot_contract.preprocessing.audio import (
+    audio_window,
+    hz_to_mel,
+    log_mel,
+    log_mel_shape,
+    mel_filterbank,
+    mel_to_hz,
+)
+from pkdot_contract.preprocessing.media import MediaError
+from pkdot_contract.preprocessing.signals import (
     SignalError,
     biosignal_window,
     read_biosignal_csv,
@@ -247,6 +254,6 @@ def test_audio_window_pads_at_the_edges():
 def test_features_are_torch_free():
     import subprocess
 
-    code = ("import sys; import service.preprocessing.signals, service.preprocessing.audio; "
+    code = ("import sys; import pkdot_contract.preprocessing.signals, pkdot_contract.preprocessing.audio; "
             "sys.exit(int('torch' in sys.modules))")
     assert subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parents[2]).returncode == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 
 import numpy as np
@@ -121,8 +122,8 @@ def test_fast_sender_gets_drops_counted_and_bounded_memory(client, frames: list[
         msgs = _results_until(ws, lambda m: m.get("seq") == n - 1)
         results = [m for m in msgs if m["type"] == "result"]
         session = next(iter(client.app.state.streams._open))
-        pending = session._slot
-    assert pending is None  # one waiting frame at most, and none once the newest is answered
+        pending = session._slot.waiting
+    assert not pending  # one waiting frame at most, and none once the newest is answered
     dropped = results[-1]["dropped"]
     assert dropped > 0 and len(results) + dropped == n  # every frame answered or counted as dropped
     assert [r["seq"] for r in results] == sorted(r["seq"] for r in results)
@@ -150,3 +151,19 @@ def test_summary_log_line_without_frame_bytes(client, face_jpeg: bytes, caplog: 
     assert line["task"] == "pain" and len(line["stream_id"]) == 12 and line["closed_by"] == "client"
     text = "\n".join(JsonFormatter().format(r) for r in caplog.records)
     assert face_jpeg[100:140].hex() not in text and repr(face_jpeg[100:140])[2:-1] not in text
+
+
+def _stage_count(client, stage: str) -> float:
+    text = client.get("/metrics").text
+    match = re.search(rf'^pkdot_stage_seconds_count{{stage="{stage}"}} (\S+)$', text, re.M)
+    return float(match.group(1)) if match else 0.0
+
+
+def test_postprocess_is_observed_once_per_frame(client, frames: list[bytes], noise_jpeg: bytes) -> None:
+    before = _stage_count(client, "postprocess")
+    with client.websocket_connect("/ws/stream?task=pain") as ws:
+        for data in (frames[0], noise_jpeg, frames[1]):  # a face, none, a face
+            ws.send_bytes(data)
+            assert ws.receive_json()["type"] == "result"
+    assert _stage_count(client, "postprocess") - before == 3
+    assert _stage_count(client, "total") >= 3

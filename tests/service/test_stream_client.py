@@ -187,7 +187,7 @@ def test_server_shutting_down_mid_stream(model_root: Path, face_video: Path, cap
 
 def test_pkdot_stream_command(live_server: LiveServer, face_video: Path) -> None:
     """The real `pkdot stream` process: help, then a short stream with machine output."""
-    run = [sys.executable, "-m", "training.cli", "stream"]
+    run = [sys.executable, "-m", "pkdot", "stream"]
     help_text = subprocess.run([*run, "--help"], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert help_text.returncode == 0 and "--window" in help_text.stdout and "--json" in help_text.stdout
     done = subprocess.run([*run, str(face_video), "--url", live_server.ws, "--json", "--max-frames", "6", "--fast"],

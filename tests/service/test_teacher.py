@@ -103,9 +103,9 @@ def test_no_teacher_folder_is_404_with_how_to(students_root, face_jpeg: bytes) -
 
 def test_privileged_input_is_the_training_transform(model_root) -> None:
     """The service's signal -> input path gives exactly what training computes with the shared functions."""
-    from service.manifest import load_manifest
-    from service.preprocessing import signals
-    from service.privileged import privileged_input
+    from pkdot_contract.manifest import load_manifest
+    from pkdot_contract.preprocessing import signals
+    from service.inference.privileged import privileged_input
 
     m = load_manifest(model_root / "pain-teacher")
     graph_input = next(i for i in m.graphs["model"].inputs if i.name == "privileged")

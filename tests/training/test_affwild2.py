@@ -12,9 +12,9 @@ import pytest
 import torch
 
 import training.data.affwild2 as affwild2
-from service.preprocessing.audio import hz_to_mel, mel_to_hz
-from service.preprocessing.crop import CropSpec
-from service.preprocessing.media import VideoInfo
+from pkdot_contract.preprocessing.audio import hz_to_mel, mel_to_hz
+from pkdot_contract.preprocessing.crop import CropSpec
+from pkdot_contract.preprocessing.media import VideoInfo
 from training.data.affwild2 import (
     AffWild2Dataset,
     AffWild2Entry,

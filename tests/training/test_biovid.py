@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from service.preprocessing.crop import CropSpec
+from pkdot_contract.preprocessing.crop import CropSpec
 from training.data.biovid import BioVidDataset, BioVidSample, read_samples_csv, tsn_indices
 from training.data.cache import CropCache
 from training.errors import ConfigError, DatasetError
@@ -354,7 +354,7 @@ def test_shorter_cache_and_video_longer_than_the_window(biovid, tmp_path):
 @pytest.mark.slow
 def test_reads_a_synthetic_biovid(tmp_path):
     synth = pytest.importorskip("training.data.synth")
-    from service.preprocessing.media import read_video
+    from pkdot_contract.preprocessing.media import read_video
     from training.data.splits import make_splits
 
     root = tmp_path / "synth"

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from pkdot.cli import build_parser, main
 from tests.training.test_training import TINY_MODELS
-from training.cli import build_parser, main
 from training.commands.experiment import plan
 from training.errors import ConfigError
 from training.experiment import TUNE_GRID, run_experiment, tune_candidates

@@ -18,8 +18,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from service.manifest import Manifest, ModelFolderError, load_manifest
-from service.preprocessing.crop import CropSpec, crop_face, to_model_input
+from pkdot_contract.manifest import Manifest, ModelFolderError, load_manifest
+from pkdot_contract.preprocessing.crop import CropSpec, crop_face, to_model_input
 from training.export import TOLERANCES, ExportError, OnnxPredictor, export_model, verify_model_folder
 from training.export.folder import onnx_interface
 from training.export.run_folder import astronaut_crops
@@ -357,7 +357,7 @@ def test_training_and_serving_build_the_same_input(face_rgb, face_png, face_dete
     """The astronaut photo becomes the same model input through `pkdot prepare`'s face-crop cache (training) and
     through decode → FaceDetector → crop_face → to_model_input (the service). Tolerance: exact (max abs diff 0);
     the frame reaches both sides losslessly (PNG upload, PNG-coded AVI), so any difference is a code mismatch."""
-    from service.preprocessing.media import decode_image
+    from pkdot_contract.preprocessing.media import decode_image
     from training.data.cache import CropCache
     from training.data.prepare import PrepareItem, prepare_one
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from service.manifest import load_manifest
+from pkdot_contract.manifest import load_manifest
 from tests.training.test_export import SPEC, WINDOW, warm
 from tests.training.test_export_precision import torch_predictions, varied_clips
 from training.data.cache import CropCache
@@ -86,7 +86,7 @@ def test_export_student_run(student_run, tmp_path, capsys) -> None:
     assert m.name == "pain-student" and m.streaming and m.outputs.labels == ["BL1", "PA1", "PA2", "PA3", "PA4"]
     assert m.preprocessing.window == WINDOW and m.preprocessing.frame_rate == pytest.approx(WINDOW / 5.5)
     assert m.preprocessing.crop.size == SPEC.size and m.preprocessing.privileged is None
-    assert m.preprocessing.detector["name"] == "mediapipe-blazeface-short-range"
+    assert m.preprocessing.detector.name == "mediapipe-blazeface-short-range"
     assert m.provenance["metrics"]["test"]["accuracy"] == 0.38 and m.provenance["config"]["model"] == STUDENT
     assert m.provenance["split"] == "subject-kfold split, fold 0 of 4"
     assert "Research use only" in m.licence and "BioVid" in m.licence  # real-data licence unless told otherwise

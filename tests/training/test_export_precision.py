@@ -23,7 +23,7 @@ def varied_clips(crops: np.ndarray, count: int, seed: int) -> np.ndarray:
 
 
 def torch_predictions(model, clips: np.ndarray) -> dict[str, np.ndarray]:
-    from service.preprocessing.crop import to_model_input
+    from pkdot_contract.preprocessing.crop import to_model_input
 
     with torch.no_grad():
         out = model(torch.from_numpy(to_model_input(clips, SPEC)))

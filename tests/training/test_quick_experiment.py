@@ -39,7 +39,7 @@ def quick(benchmark_data, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pat
     out = tmp_path_factory.mktemp("quick")
     started = time.perf_counter()
     for task, (root, cache) in benchmark_data.items():
-        subprocess.run([sys.executable, "-m", "training.cli", "experiment", "--quick", "--config",
+        subprocess.run([sys.executable, "-m", "pkdot", "experiment", "--quick", "--config",
                         f"configs/synthetic/{task}.toml", "--data", str(root), "--cache", str(cache), "--out",
                         str(out)], cwd=ROOT, check=True, timeout=QUICK_LIMIT_S * 2)
     return out, time.perf_counter() - started

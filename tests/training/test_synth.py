@@ -11,8 +11,8 @@ import av
 import numpy as np
 import pytest
 
-from service.preprocessing.media import decode_audio, read_video
-from training.cli import main
+from pkdot.cli import main
+from pkdot_contract.preprocessing.media import decode_audio, read_video
 from training.data.synth import write_affwild2, write_biovid
 from training.data.synth.biosignals import BIO_RATE
 from training.data.synth.pain import CLASS_NAMES

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from training.cli import main
+from pkdot.cli import main
 from training.config import load_config
 from training.errors import ConfigError
 from training.evaluate import evaluate_run
@@ -100,6 +100,23 @@ def test_tnet_then_paper_student(tiny_biovid, teacher_run: Path, tmp_path: Path)
     trained_tnet = torch.load(tnet / "best.pt", weights_only=True)["model"]
     for k, v in trained_tnet.items():  # the T-Net is loaded (and kept frozen), unlike the released code
         torch.testing.assert_close(student.tnet.state_dict()[k], v)
+
+
+def test_paper_student_without_a_trained_tnet_is_refused(tiny_biovid, teacher_run: Path, tmp_path: Path) -> None:
+    root, cache = tiny_biovid
+    cfg = pain_config(root, cache, tmp_path / "paper", kind="student", epochs=1, teacher_run=repr(str(teacher_run)))
+    cfg.models["student"] = {"name": "paper_student"}
+    with pytest.raises(ConfigError, match="train-tnet"):
+        run_training(cfg, progress=False)
+    assert not (tmp_path / "paper").exists()  # refused before anything is trained or written
+
+
+def test_a_tnet_run_for_a_student_without_a_tnet_is_refused(tiny_biovid, teacher_run: Path, tmp_path: Path) -> None:
+    root, cache = tiny_biovid
+    cfg = pain_config(root, cache, tmp_path / "s", kind="student", epochs=1, teacher_run=repr(str(teacher_run)),
+                      tnet_run=repr(str(tmp_path / "tnet")))
+    with pytest.raises(ConfigError, match="no T-Net"):
+        run_training(cfg, progress=False)
 
 
 def test_evaluate_matches_the_run(teacher_run: Path) -> None:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from pkdot_contract.tasks import TASKS
+
 
 def add_run_arguments(p: argparse.ArgumentParser, kind: str) -> None:
     p.add_argument("--config", type=Path, help="TOML file of the run (see configs/); flags below override it")
-    p.add_argument("--task", choices=["pain", "affect"], help="pain (BioVid) or affect (Aff-Wild2)")
+    p.add_argument("--task", choices=TASKS, help="pain (BioVid) or affect (Aff-Wild2)")
     p.add_argument("--data", dest="root", help="dataset root in its release layout")
     p.add_argument("--cache", help="face-crop cache of that root, from `pkdot prepare`")
     p.add_argument("--out", help="run folder (resumed when it holds an unfinished run)")

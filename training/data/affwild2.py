@@ -9,7 +9,7 @@ An annotation file has the header `valence,arousal`, then one line per video fra
 frame i, 0-based, i.e. cropped_aligned `%05d.jpg` number i + 1); -5 in either value marks a frame to ignore.
 `<video>_left` / `<video>_right` annotate two people of the video `<video>`: they take its frames and its audio,
 and are two subjects. Faces come from the crop cache of `pkdot prepare` (key = annotation name), audio from the
-video through `service.preprocessing.audio` (the functions the service's teacher endpoint uses).
+video through `pkdot_contract.preprocessing.audio` (the functions the service's teacher endpoint uses).
 
 Annotation length: the released files are often a few lines longer or shorter than the decoded video. An annotation
 is accepted when it differs from the video's frame count by at most `frame_tolerance` frames (default 5); only the
@@ -31,9 +31,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from service.preprocessing.audio import AUDIO_RATE_HZ, N_MELS, audio_window, log_mel
-from service.preprocessing.crop import to_model_input
-from service.preprocessing.media import MediaError, decode_audio, video_info
+from pkdot_contract.preprocessing.audio import AUDIO_RATE_HZ, N_MELS, audio_window, log_mel
+from pkdot_contract.preprocessing.crop import to_model_input
+from pkdot_contract.preprocessing.media import MediaError, decode_audio, video_info
 from training.data.biovid import augment_clip
 from training.data.cache import CropCache
 from training.data.skipping import SkipLog, SkippedSample

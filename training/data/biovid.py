@@ -6,7 +6,7 @@
     <root>/biosignals_filtered/<subject_name>/<sample_name>_bio.csv
 
 Faces come from the face-crop cache written by `pkdot prepare` (key `<subject_name>/<sample_name>`), biosignals
-from the release files through `service.preprocessing.signals` (the functions the service's teacher endpoint uses).
+from the release files through `pkdot_contract.preprocessing.signals` (the functions the service's teacher endpoint uses).
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from service.preprocessing.crop import to_model_input
-from service.preprocessing.signals import (
+from pkdot_contract.preprocessing.crop import to_model_input
+from pkdot_contract.tasks import PAIN_LABELS
+from pkdot_contract.preprocessing.signals import (
     BIOSIGNAL_CHANNELS,
     BIOVID_RATE_HZ,
     NORMALISATIONS,
@@ -39,7 +40,7 @@ log = logging.getLogger(__name__)
 
 SAMPLES_CSV = "samples.csv"
 SAMPLE_COLUMNS = ("subject_id", "subject_name", "class_id", "class_name", "sample_id", "sample_name")
-CLASS_NAMES = ("BL1", "PA1", "PA2", "PA3", "PA4")  # class_id 0..4: baseline, then heat pain levels 1..4
+CLASS_NAMES = PAIN_LABELS  # class_id 0..4: baseline, then heat pain levels 1..4
 WINDOW_S = 5.5  # every Part A sample is a 5.5 s window
 TASKS = ("five", "binary")  # five levels 0..4, or BL1 (0) vs PA4 (1)
 SIGNALS = ("raw", "spectrogram")
@@ -242,7 +243,7 @@ class BioVidDataset(Dataset):
         if not s.video_path.is_file():
             return skip(s.key, "video missing", f"{s.video_path}: video file not found")
         if check_videos:
-            from service.preprocessing.media import MediaError, video_info
+            from pkdot_contract.preprocessing.media import MediaError, video_info
 
             try:
                 video_info(s.video_path)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from service.preprocessing.crop import CropSpec
+from pkdot_contract.preprocessing.crop import CropSpec
 from training.errors import DatasetError
 
 CACHE_VERSION = 1

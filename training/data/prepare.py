@@ -1,6 +1,6 @@
 """Detect and crop the faces of every sample of a dataset into a face-crop cache (`pkdot prepare`).
 
-Runs the one shared preprocessing path (`service.preprocessing`): MediaPipe face detection, the largest face,
+Runs the one shared preprocessing path (`pkdot_contract.preprocessing`): MediaPipe face detection, the largest face,
 a square crop with the configured margin. Resumable: samples already in the cache are never redone. The dataset
 root is only read, never written (it may be read-only).
 """
@@ -68,14 +68,14 @@ _worker_detector = None
 def _detector(min_score: float):
     global _worker_detector
     if _worker_detector is None:
-        from service.preprocessing.face import FaceDetector
+        from pkdot_contract.preprocessing.face import FaceDetector
 
         _worker_detector = FaceDetector(min_score=min_score)
     return _worker_detector
 
 
 def _centre_box(frame_shape: tuple[int, int]):
-    from service.preprocessing.face import FaceBox
+    from pkdot_contract.preprocessing.face import FaceBox
 
     h, w = frame_shape
     side = min(h, w) * 0.6
@@ -85,9 +85,9 @@ def _centre_box(frame_shape: tuple[int, int]):
 def _crop_video(item: PrepareItem, crop: dict, min_score: float, every: int) -> dict:
     """Crops frames as they are decoded (memory stays bounded on long videos). A frame without a face reuses the
     previous face box; frames before the first face wait for it; with no face at all, a centred square is used."""
-    from service.preprocessing.crop import CropSpec, crop_face
-    from service.preprocessing.face import FaceBox
-    from service.preprocessing.media import MediaError, iter_video_frames, video_info
+    from pkdot_contract.preprocessing.crop import CropSpec, crop_face
+    from pkdot_contract.preprocessing.face import FaceBox
+    from pkdot_contract.preprocessing.media import MediaError, iter_video_frames, video_info
 
     spec = CropSpec.from_dict(crop)
     detector = _detector(min_score)
@@ -137,7 +137,7 @@ def _crop_video(item: PrepareItem, crop: dict, min_score: float, every: int) -> 
 def _crop_aligned(item: PrepareItem, crop: dict) -> dict:
     import cv2
 
-    from service.preprocessing.crop import CropSpec
+    from pkdot_contract.preprocessing.crop import CropSpec
 
     spec = CropSpec.from_dict(crop)
     files = sorted(item.aligned_dir.glob("*.jpg"))
@@ -195,8 +195,9 @@ def prepare(dataset: str, root: str | os.PathLike, out: str | os.PathLike, *, cr
     """Crop every sample of `root` into the cache at `out`; returns the summary (also saved as summary.json)."""
     from tqdm import tqdm
 
-    from service import __version__ as service_version
-    from service.preprocessing.crop import CropSpec
+    from pkdot_contract import __version__
+    from pkdot_contract.preprocessing.crop import CropSpec
+    from pkdot_contract.preprocessing.face import DEFAULT_DETECTOR
     from training.data.cache import CropCache
 
     root, out = Path(root).resolve(), Path(out).resolve()
@@ -210,8 +211,8 @@ def prepare(dataset: str, root: str | os.PathLike, out: str | os.PathLike, *, cr
         raise ConfigError("--every and --workers must be at least 1")
     spec = CropSpec.from_dict(crop or {})
     meta = {"dataset": dataset, "root": str(root), "crop": spec.to_dict(),
-            "detector": {"name": "mediapipe-blazeface-short-range", "min_score": min_score},
-            "every": every, "pkdot_version": service_version}
+            "detector": {"name": DEFAULT_DETECTOR, "min_score": min_score},
+            "every": every, "pkdot_version": __version__}
     cache = CropCache(out)
     if cache.meta_path.is_file():
         old = cache.read_meta()

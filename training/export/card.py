@@ -7,7 +7,7 @@ research-only terms; weights trained on synthetic data demonstrate the pipeline,
 
 from __future__ import annotations
 
-from service.manifest import Manifest
+from pkdot_contract.manifest import Manifest
 
 LICENCES = {
     "biovid": "Research use only. These weights were trained on the BioVid Heat Pain Database, which is licensed "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from service.manifest import load_manifest
+from pkdot_contract.manifest import load_manifest
 
 
 def _metric(manifest) -> str:

@@ -79,7 +79,7 @@ def _validation_split(cfg, run_dir):
 
 
 def run(args: argparse.Namespace) -> int:
-    from training import __version__
+    from pkdot_contract import __version__
     from training.export.export import export_model
     from training.export.quantize import CalibrationData
     from training.export.run_folder import RunFolder, astronaut_crops, clips_from_cache

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from service.preprocessing.crop import CropSpec, to_model_input
+from pkdot_contract.preprocessing.crop import CropSpec, to_model_input
 from training.metrics import PRIMARY_METRIC, task_metrics
 
 PRIVILEGED_KEYS = ("privileged", "signal", "audio")  # the batch keys of the datasets' privileged inputs

@@ -3,7 +3,7 @@
     models/<name>/<graph>/1/model.onnx      one ONNX graph per part (training.export.graphs)
     models/<name>/<graph>/config.pbtxt      its Triton config (training.export.triton)
     models/<name>/MODEL_CARD.md             for people (training.export.card)
-    models/<name>/manifest.json             for programs (service.manifest.Manifest), sha256 of every file
+    models/<name>/manifest.json             for programs (pkdot_contract.manifest.Manifest), sha256 of every file
 
 Export is a checked step. Each graph passes the ONNX checker and matches PyTorch in ONNX Runtime on real face
 crops and random inputs at batch sizes 1 and 8 (training.export.parity); an int8 export must also stay within
@@ -19,6 +19,8 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,8 +29,16 @@ import torch
 import torch.nn as nn
 from pydantic import ValidationError
 
-from service.manifest import MANIFEST, SCHEMA_VERSION, Manifest, ModelFolderError, Outputs, Preprocessing, folder_files
-from service.preprocessing.crop import CropSpec, to_model_input
+from pkdot_contract.manifest import (
+    MANIFEST,
+    SCHEMA_VERSION,
+    Manifest,
+    ModelFolderError,
+    Outputs,
+    Preprocessing,
+    folder_files,
+)
+from pkdot_contract.preprocessing.crop import CropSpec, to_model_input
 from training.export.card import default_licence, model_card
 from training.export.errors import ExportError
 from training.export.evaluate import ValidationData, evaluate_graphs, primary_metric
@@ -159,6 +169,98 @@ def _move_into_place(staging: Path, out_dir: Path, overwrite: bool) -> None:
         staging.rename(out_dir)
 
 
+@contextmanager
+def _staged(out_dir: Path, overwrite: bool) -> Iterator[tuple[Path, Path]]:
+    """(staging, work): the folder is assembled in `staging` beside `out_dir` and moved into place only when the
+    block succeeds (else removed); `work` holds intermediate files and is always removed."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.export-", dir=out_dir.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    staging.chmod(0o777 & ~umask)  # mkdtemp makes it private; the model folder is an ordinary folder
+    work = Path(tempfile.mkdtemp(prefix="pkdot-export-"))
+    try:
+        yield staging, work
+        _move_into_place(staging, out_dir, overwrite)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _checked_arguments(precision: str, preprocessing: dict, outputs: dict, check_crops: np.ndarray,
+                       calibration: CalibrationData | None, validation: ValidationData | None
+                       ) -> tuple[Preprocessing, CropSpec, np.ndarray]:
+    """The manifest's preprocessing, its crop spec and the check crops, once every argument is usable."""
+    if precision not in PRECISIONS:
+        raise ExportError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    if precision == "int8" and (calibration is None or validation is None):
+        raise ExportError("an int8 export needs calibration crops and validation data to compare with fp32")
+    try:
+        pre = Preprocessing.model_validate(preprocessing)
+        Outputs.model_validate(outputs)
+    except ValidationError as exc:
+        raise ExportError(f"invalid preprocessing or outputs for the manifest: {exc}") from None
+    spec = CropSpec.from_dict(pre.crop.model_dump())
+    crops = np.asarray(check_crops)
+    if crops.dtype != np.uint8 or crops.ndim != 4 or crops.shape[1:] != (spec.size, spec.size, 3) or not len(crops):
+        raise ExportError(f"check_crops must be uint8 face crops (N, {spec.size}, {spec.size}, 3), got {crops.dtype} "
+                          f"{crops.shape}")
+    return pre, spec, crops
+
+
+def _export_checked(graphs: list[GraphDef], real: dict[str, dict[str, np.ndarray]], fp32_dir: Path, opset: int,
+                    tolerance: Tolerance | None, fp16: list[GraphDef] | None = None, fp16_dir: Path | None = None
+                    ) -> tuple[dict[str, Path], dict[str, ParityReport]]:
+    """Trace every graph into `fp32_dir`, run the ONNX checker and the parity check; with `fp16` (the same graphs
+    in float16) also trace those into `fp16_dir`, checked against their float32 source. (fp32 paths, parity)."""
+    fp32_paths = {g.name: fp32_dir / graph_file(g.name) for g in graphs}
+    parity: dict[str, ParityReport] = {}
+    for g in graphs:
+        _trace(g, fp32_paths[g.name], opset)
+        _check_onnx(fp32_paths[g.name])
+        # an fp16 export checks its float32 trace at the fp32 tolerance first; `tolerance` is for the fp16 graph
+        tol = TOLERANCES["fp32"] if fp16 is not None or tolerance is None else tolerance
+        parity[g.name] = check_parity(g, fp32_paths[g.name], real[g.name], tol)
+    for g16, g32 in zip(fp16 or [], graphs, strict=fp16 is not None):
+        path = fp16_dir / graph_file(g16.name)
+        _trace(g16, path, opset)
+        _check_onnx(path)
+        parity[g16.name] = check_parity(g16, path, real[g16.name], tolerance or TOLERANCES["fp16"], reference=g32)
+    return fp32_paths, parity
+
+
+def _write_folder(staging: Path, graphs: list[GraphDef], manifest_dict: dict, max_batch_size: int) -> Manifest:
+    """Validate the manifest, write the Triton configs, the model card and the manifest with every file's sha256,
+    and check the folder as the service will read it."""
+    for g in graphs:
+        manifest_dict["files"][graph_file(g.name)] = "0" * 64  # placeholders, for validation before writing
+    try:
+        manifest = Manifest.model_validate(json.loads(json.dumps(manifest_dict, default=to_jsonable)))
+    except ValidationError as exc:
+        raise ExportError(f"the manifest does not validate: {exc}") from None
+    for g in graphs:
+        (staging / g.name / "config.pbtxt").write_text(triton_config(g.name, manifest.graphs[g.name], max_batch_size))
+    (staging / "MODEL_CARD.md").write_text(model_card(manifest))
+    manifest = manifest.model_copy(update={"files": folder_files(staging)})
+    (staging / MANIFEST).write_text(manifest.model_dump_json(indent=2) + "\n")
+    try:
+        return verify_model_folder(staging)
+    except ModelFolderError as exc:
+        raise ExportError(f"the written folder does not pass its own check: {exc}") from None
+
+
+def _export_info(precision: str, parity: dict[str, ParityReport]) -> dict:
+    return {
+        "exporter": EXPORTER, "torch": torch.__version__, "onnx": _version("onnx"),
+        "onnxruntime": _version("onnxruntime"), "precision": precision,
+        "tolerance": next(iter(parity.values())).tolerance.as_dict(),
+        "parity": {k: r.as_dict() for k, r in parity.items()},
+        "parity_of": "the float32 graphs, before quantisation" if precision == "int8" else "the exported graphs",
+    }
+
+
 def export_model(
     model: nn.Module,
     *,
@@ -187,7 +289,7 @@ def export_model(
 
     task, role: "pain" | "affect", "student" | "teacher". A student with `encode_frames` / `forward_embeddings`
         (StreamingStudent) exports as graphs "encoder" + "head", any other model as one graph "model".
-    preprocessing, outputs: the manifest's sections (service.manifest.Preprocessing / Outputs as dicts).
+    preprocessing, outputs: the manifest's sections (pkdot_contract.manifest.Preprocessing / Outputs as dicts).
     provenance: recorded as is, plus the export's measurements; keys the model card reads: "dataset" (name or
         {"name": ...}), "synthetic" (bool), "split", "metrics" ({metric: value} on `split`, or {split: {...}}).
     check_crops: real face crops, uint8 (N, S, S, 3) as `crop_face` makes them, for the parity check.
@@ -201,100 +303,37 @@ def export_model(
     licence: default from the provenance (synthetic data: Apache-2.0; BioVid / Aff-Wild2: research only).
     overwrite: replace an existing `out_dir` (only after the new export has passed every check).
     """
-    if precision not in PRECISIONS:
-        raise ExportError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
-    if precision == "int8" and (calibration is None or validation is None):
-        raise ExportError("an int8 export needs calibration crops and validation data to compare with fp32")
-    try:
-        pre = Preprocessing.model_validate(preprocessing)
-        Outputs.model_validate(outputs)
-    except ValidationError as exc:
-        raise ExportError(f"invalid preprocessing or outputs for the manifest: {exc}") from None
-    spec = CropSpec.from_dict(pre.crop.model_dump())
-    crops = np.asarray(check_crops)
-    if crops.dtype != np.uint8 or crops.ndim != 4 or crops.shape[1:] != (spec.size, spec.size, 3) or not len(crops):
-        raise ExportError(f"check_crops must be uint8 face crops (N, {spec.size}, {spec.size}, 3), got {crops.dtype} "
-                          f"{crops.shape}")
+    pre, spec, crops = _checked_arguments(precision, preprocessing, outputs, check_crops, calibration, validation)
     out_dir = Path(out_dir)
     if out_dir.exists() and not overwrite:
         raise ExportError(f"{out_dir} already exists; choose another --out or pass --force to replace it")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
     model = model.cpu().eval()
 
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.export-", dir=out_dir.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    staging.chmod(0o777 & ~umask)  # mkdtemp makes it private; the model folder is an ordinary folder
-    work = Path(tempfile.mkdtemp(prefix="pkdot-export-"))
-    try:
+    def build(graph_precision: str = "fp32") -> list[GraphDef]:
+        return build_graphs(model, task=task, role=role, size=spec.size, window=pre.window,
+                            privileged_shape=privileged_shape, precision=graph_precision)
+
+    with _staged(out_dir, overwrite) as (staging, work):
         try:
-            graphs = build_graphs(model, task=task, role=role, size=spec.size, window=pre.window,
-                                  privileged_shape=privileged_shape)
+            graphs = build()
             real = _real_inputs(graphs, crops, spec, pre.window, check_privileged)
         except (RuntimeError, ValueError, KeyError) as exc:
             raise ExportError(f"the model does not run on the inputs its manifest describes: {exc}") from exc
-        fp32_dir = staging if precision == "fp32" else work
-        fp32_paths = {g.name: fp32_dir / graph_file(g.name) for g in graphs}
-        parity: dict[str, ParityReport] = {}
-        for g in graphs:
-            _trace(g, fp32_paths[g.name], opset)
-            _check_onnx(fp32_paths[g.name])
-            # an fp16 export checks its float32 trace at the fp32 tolerance first; `tolerance` is for the fp16 graph
-            tol = TOLERANCES["fp32"] if precision == "fp16" or tolerance is None else tolerance
-            parity[g.name] = check_parity(g, fp32_paths[g.name], real[g.name], tol)
-
-        if precision == "fp16":
-            tol = tolerance or TOLERANCES["fp16"]
-            half = build_graphs(model, task=task, role=role, size=spec.size, window=pre.window,
-                                privileged_shape=privileged_shape, precision="fp16")
-            for g16, g32 in zip(half, graphs, strict=True):
-                path = staging / graph_file(g16.name)
-                _trace(g16, path, opset)
-                _check_onnx(path)
-                parity[g16.name] = check_parity(g16, path, real[g16.name], tol, reference=g32)
-
+        fp16 = build("fp16") if precision == "fp16" else None
+        fp32_paths, parity = _export_checked(graphs, real, staging if precision == "fp32" else work, opset,
+                                             tolerance, fp16, staging)
         int8 = None
         if precision == "int8":
             int8 = _int8(graphs, fp32_paths, staging, task, spec, calibration, validation, max_int8_drop, role)
-
-        export_info = {
-            "exporter": EXPORTER, "torch": torch.__version__, "onnx": _version("onnx"),
-            "onnxruntime": _version("onnxruntime"), "precision": precision,
-            "tolerance": next(iter(parity.values())).tolerance.as_dict(),
-            "parity": {k: r.as_dict() for k, r in parity.items()},
-            "parity_of": "the float32 graphs, before quantisation" if precision == "int8" else "the exported graphs",
-        }
-        prov = {**provenance, "export": export_info}
+        prov = {**provenance, "export": _export_info(precision, parity)}
         if int8 is not None:
             prov["quantization"] = int8
-        manifest_dict = {
+        manifest = _write_folder(staging, graphs, {
             "schema_version": SCHEMA_VERSION, "name": name, "version": version, "task": task, "role": role,
             "graphs": {g.name: _graph_spec(g) for g in graphs}, "opset": opset, "precision": precision,
             "preprocessing": pre.model_dump(), "outputs": outputs, "files": {},
             "provenance": prov, "licence": licence or default_licence(provenance),
-        }
-        for g in graphs:
-            manifest_dict["files"][graph_file(g.name)] = "0" * 64  # placeholders, for validation before writing
-        try:
-            manifest = Manifest.model_validate(json.loads(json.dumps(manifest_dict, default=to_jsonable)))
-        except ValidationError as exc:
-            raise ExportError(f"the manifest does not validate: {exc}") from None
-        for g in graphs:
-            (staging / g.name / "config.pbtxt").write_text(triton_config(g.name, manifest.graphs[g.name],
-                                                                         max_batch_size))
-        (staging / "MODEL_CARD.md").write_text(model_card(manifest))
-        manifest = manifest.model_copy(update={"files": folder_files(staging)})
-        (staging / MANIFEST).write_text(manifest.model_dump_json(indent=2) + "\n")
-        try:
-            manifest = verify_model_folder(staging)
-        except ModelFolderError as exc:
-            raise ExportError(f"the written folder does not pass its own check: {exc}") from None
-        _move_into_place(staging, out_dir, overwrite)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+        }, max_batch_size)
 
     sizes = {name: (out_dir / g.file).stat().st_size for name, g in manifest.graphs.items()}
     log.info("exported %s %s (%s) to %s", name, version, precision, out_dir)

@@ -1,7 +1,7 @@
 """Checking a model folder against its manifest: the files' sha256, each ONNX graph's interface, Triton configs.
 
 `verify_model_folder` is what export runs last and what the bundled-model tests run: a folder passes only when
-every file matches its recorded sha256 (`service.manifest.load_manifest`), no unlisted file sits beside them, and
+every file matches its recorded sha256 (`pkdot_contract.manifest.load_manifest`), no unlisted file sits beside them, and
 each graph's ONNX inputs/outputs and `config.pbtxt` agree with the manifest (names, order, rank, fixed dims, dtypes).
 Any problem is a `ModelFolderError` that names the file.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from service.manifest import MANIFEST, Manifest, ModelFolderError, TensorSpec, load_manifest
+from pkdot_contract.manifest import MANIFEST, Manifest, ModelFolderError, TensorSpec, load_manifest
 from training.export.triton import PLATFORM, TRITON_DTYPES, read_triton_config
 
 ONNX_DTYPES = {1: "float32", 10: "float16", 7: "int64", 6: "int32", 3: "int8", 2: "uint8", 9: "bool"}

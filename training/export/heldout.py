@@ -207,7 +207,7 @@ def serve(models_dir: Path, workdir: Path, timeout: float = 180.0) -> Iterator[s
                 "PKDOT_INFERENCE_THREADS": "1", "PKDOT_ORT_INTRA_OP_THREADS": "1", "PKDOT_LOG_LEVEL": "warning"})
     log_path = workdir / "server.log"
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "training.cli", "serve"], cwd=workdir, env=env, stdout=log,
+        proc = subprocess.Popen([sys.executable, "-m", "pkdot", "serve"], cwd=workdir, env=env, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
         url = f"http://127.0.0.1:{port}"
         try:
@@ -273,7 +273,7 @@ def _va(prediction: dict | None) -> list[float] | None:
 def check_pain(client, ws_base: str, clips: Sequence[PainClip], manifests: dict, progress: bool) -> dict:
     from tqdm import tqdm
 
-    from service.preprocessing.media import read_video
+    from pkdot_contract.preprocessing.media import read_video
 
     frame_rate = manifests["pain-student"]["preprocessing"]["frame_rate"]
     teacher = "pain-teacher" in manifests
@@ -307,7 +307,7 @@ def check_affect(client, ws_base: str, videos: Sequence[AffectVideo], manifests:
                  progress: bool) -> dict:
     from tqdm import tqdm
 
-    from service.preprocessing.media import decode_audio, read_video
+    from pkdot_contract.preprocessing.media import decode_audio, read_video
 
     pre = manifests["affect-student"]["preprocessing"]
     frame_rate, window = pre["frame_rate"], pre["window"]
@@ -361,7 +361,7 @@ def check_affect(client, ws_base: str, videos: Sequence[AffectVideo], manifests:
 
 def check_models_dir(models_dir: Path) -> dict[str, Path]:
     """The model folders of MODELS_DIR by name, each verified; HeldOutError when one is missing or broken."""
-    from service.manifest import ModelFolderError
+    from pkdot_contract.manifest import ModelFolderError
     from training.export.folder import verify_model_folder
 
     if not models_dir.is_dir():
@@ -473,7 +473,7 @@ def replace_section(card: str, section: str) -> str:
 
 def write_cards(models_dir: Path, figures: dict) -> list[str]:
     """Update each model's card and its sha256 in manifest.json; the names of the folders written."""
-    from service.manifest import load_manifest, sha256_file
+    from pkdot_contract.manifest import load_manifest, sha256_file
     from training.export.folder import verify_model_folder
 
     written = []

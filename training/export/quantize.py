@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from service.preprocessing.crop import CropSpec, to_model_input
+from pkdot_contract.preprocessing.crop import CropSpec, to_model_input
 from training.export.errors import ExportError
 
 CALIBRATION_BATCH = 8

@@ -13,7 +13,7 @@ The model is rebuilt by training.train.load_run (the loop's own code). The crop 
 the frame rate of the window is derived (BioVid: T frames spread over the 5.5 s sample; Aff-Wild2: video fps /
 frame_stride); a teacher's privileged input follows data.signal / data.channels (BioVid) or the log-mel defaults
 (Aff-Wild2). Optional keys of "data" override them: "crop" (a CropSpec dict), "frame_rate", "privileged" (a
-service.manifest.PrivilegedPreprocessing dict, plus optional "shape"), "synthetic" (bool).
+pkdot_contract.manifest.PrivilegedPreprocessing dict, plus optional "shape"), "synthetic" (bool).
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from service.preprocessing.crop import CropSpec
+from pkdot_contract.preprocessing.crop import CropSpec
+from pkdot_contract.tasks import AFFECT_RANGES, PAIN_LABELS, TASKS, pain_labels
 from training.errors import ConfigError, DatasetError
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ class RunFolder:
         run = cls(path, config, metrics)
         if not isinstance(config.get("data"), dict):
             raise ConfigError(f"{path / 'config.json'} has no 'data' section")
-        if run.task not in ("pain", "affect"):
+        if run.task not in TASKS:
             raise ConfigError(f"{path / 'config.json'}: task must be pain or affect, not {run.task!r}")
         if run.role not in ("student", "teacher"):
             raise ConfigError(f"{path}: a {run.role!r} run is not exported (only students and teachers are models "
@@ -137,14 +138,14 @@ class RunFolder:
         return fps / max(1, int(self.data.get("frame_stride", 1)))
 
     def privileged(self) -> dict | None:
-        """The teacher's privileged input as service.manifest.PrivilegedPreprocessing fields (None for students)."""
+        """The teacher's privileged input as `PrivilegedPreprocessing` fields (None for students)."""
         if self.role != "teacher":
             return None
         given = self.data.get("privileged")
         if isinstance(given, dict):
             return {k: v for k, v in given.items() if k != "shape"}
         if self.data.get("dataset") == "biovid":
-            from service.preprocessing import signals
+            from pkdot_contract.preprocessing import signals
 
             transform = self.data.get("signal", "raw")
             params: dict = {"start_s": 0.0, "end_s": BIOVID_WINDOW_S,
@@ -155,7 +156,7 @@ class RunFolder:
                            "noverlap": signals.SPECTROGRAM_NOVERLAP, "nfft": signals.SPECTROGRAM_NFFT}
             return {"modality": "biosignal", "transform": transform, "channels": list(self.data.get("channels", [])),
                     "rate_hz": signals.BIOVID_RATE_HZ, "window_s": BIOVID_WINDOW_S, "params": params}
-        from service.preprocessing import audio
+        from pkdot_contract.preprocessing import audio
 
         return {"modality": "audio", "transform": "log-mel", "channels": [], "rate_hz": float(audio.AUDIO_RATE_HZ),
                 "window_s": audio.WINDOW_S, "params": {"n_mels": audio.N_MELS, "n_fft": audio.N_FFT,
@@ -174,10 +175,10 @@ class RunFolder:
         if pre["transform"] == "raw":
             return channels, round(pre["window_s"] * rate)  # (C, L)
         if pre["transform"] == "spectrogram":
-            from service.preprocessing.signals import spectrogram_shape
+            from pkdot_contract.preprocessing.signals import spectrogram_shape
 
             return channels, *spectrogram_shape(rate)  # (C, F, T')
-        from service.preprocessing.audio import log_mel_shape
+        from pkdot_contract.preprocessing.audio import log_mel_shape
 
         p = pre["params"]
         return 1, *log_mel_shape(int(rate), p.get("n_mels", 64), pre["window_s"], p.get("hop_length", 160))
@@ -193,16 +194,12 @@ class RunFolder:
 
     def outputs(self, num_classes: int | None = None) -> dict:
         if self.task == "affect":
-            return {"kind": "regression", "ranges": {"valence": [-1.0, 1.0], "arousal": [-1.0, 1.0]}}
-        from training.data.biovid import CLASS_NAMES
-
-        n = num_classes or int(self.config["model"].get("num_classes", 5))
-        if n == len(CLASS_NAMES):
-            labels = list(CLASS_NAMES)
-        elif n == 2:
-            labels = [CLASS_NAMES[0], CLASS_NAMES[-1]]  # the paper's binary protocol: BL1 vs PA4
-        else:
-            raise ConfigError(f"a pain model with {n} classes has no known labels (5: BL1..PA4, 2: BL1 vs PA4)")
+            return {"kind": "regression", "ranges": {k: list(r) for k, r in AFFECT_RANGES.items()}}
+        n = num_classes or int(self.config["model"].get("num_classes", len(PAIN_LABELS)))
+        try:
+            labels = list(pain_labels(n))
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         return {"kind": "classification", "labels": labels}
 
     # -- provenance ---------------------------------------------------------------------------------------------------
@@ -265,8 +262,8 @@ def astronaut_crops(spec: CropSpec, count: int = 8) -> np.ndarray:
     the service's path (FaceDetector + crop_face), slightly shifted so that the crops differ."""
     from skimage.data import astronaut
 
-    from service.preprocessing.crop import crop_face
-    from service.preprocessing.face import FaceBox, FaceDetector
+    from pkdot_contract.preprocessing.crop import crop_face
+    from pkdot_contract.preprocessing.face import FaceBox, FaceDetector
 
     rgb = astronaut()
     with FaceDetector() as detector:

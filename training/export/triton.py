@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from service.manifest import GraphSpec
+from pkdot_contract.manifest import GraphSpec
 
 TRITON_DTYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "int64": "TYPE_INT64", "int32": "TYPE_INT32",
                  "int8": "TYPE_INT8", "uint8": "TYPE_UINT8", "bool": "TYPE_BOOL"}

@@ -9,6 +9,7 @@ and returns a weighted scalar; the teacher is detached inside, so gradients reac
 
 import inspect
 
+from pkdot_contract.tasks import REGRESSION_TASKS, TASKS
 from training.errors import ConfigError
 from training.losses.base import KDLoss
 from training.losses.fitnet import FitNetLoss, fitnet_loss
@@ -33,9 +34,6 @@ KD_LOSSES: dict[str, type[KDLoss]] = {
     "pkt": PKTLoss,  # probabilistic knowledge transfer
     "pkdot": PKDOTLoss,  # PKDOT: Sinkhorn divergence on anchor similarity profiles
 }
-
-TASKS = ("pain", "affect")  # pain: 5-level classification; affect: valence/arousal regression
-REGRESSION_TASKS = ("affect",)
 
 
 def create_kd_loss(name: str, *, task: str | None = None, **kwargs: object) -> KDLoss:

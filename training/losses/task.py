@@ -7,12 +7,11 @@ Lin's concordance correlation coefficient (Lin, Biometrics 1989), with populatio
 It is 1 only when y = x, −1 when y = −x around a common mean; unlike Pearson's r it penalises shifts and scale.
 """
 
-from typing import Literal
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pkdot_contract.tasks import Task
 from training.errors import ConfigError
 
 _CCC_EPS = 1e-8  # added to the denominator: two constant series give 0 instead of 0/0
@@ -51,10 +50,7 @@ class CCCLoss(nn.Module):
         return ccc_loss(pred, target)
 
 
-TaskName = Literal["pain", "affect"]
-
-
-def create_task_loss(task: TaskName, **kwargs: object) -> nn.Module:
+def create_task_loss(task: Task, **kwargs: object) -> nn.Module:
     """Cross-entropy (``pain``: logits (N, 5) vs levels (N,)) or 1 − CCC (``affect``: (N, 2) vs (N, 2))."""
     if task == "pain":
         return nn.CrossEntropyLoss(**kwargs)

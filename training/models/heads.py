@@ -1,6 +1,6 @@
 """Task heads on the joint embedding z: pain classification and valence/arousal regression.
 
-`TASK_OUTPUT` names the key each task's prediction takes in every model's output dict.
+`TASK_OUTPUT` (pkdot_contract.tasks) names the key each task's prediction takes in every model's output dict.
 """
 
 from __future__ import annotations
@@ -8,10 +8,10 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from pkdot_contract.tasks import TASK_OUTPUT, TASKS
 from training.errors import ConfigError
 
-TASKS = ("pain", "affect")
-TASK_OUTPUT = {"pain": "logits", "affect": "va"}
+__all__ = ["TASKS", "TASK_OUTPUT", "AffectHead", "PainHead", "check_task", "create_head"]
 
 
 class PainHead(nn.Module):

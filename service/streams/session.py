@@ -1,17 +1,17 @@
-"""WebSocket streaming: one `StreamSession` per connection, and the registry of open streams.
+"""WebSocket streaming: one `StreamSession` per connection.
 
 A session runs two tasks. The receiver reads every message as it arrives: a binary frame goes into a single slot
-(a frame still waiting there is dropped and counted: the newest frame wins, so a slow server or a fast client never
-builds a queue), a text message is a JSON control message handled at once. The processor takes the slot's frame,
-decodes it, finds the face (detect-then-track), crops it, runs the encoder and the temporal head through the shared
-batchers, and sends one result. Per connection the memory is bounded: one waiting frame, one in process, and the
-window of the last T embeddings.
+(`FrameSlot`: a frame still waiting there is dropped and counted, the newest frame wins, so a slow server or a fast
+client never builds a queue), a text message is a JSON control message handled at once. The processor takes the
+slot's frame, decodes it, finds the face (detect-then-track), crops it, runs the encoder and the temporal head
+through the shared batchers, and sends one result. Per connection the memory is bounded: one waiting frame, one in
+process, and the window of the last T embeddings.
 
 Control messages (JSON text):
     {"type": "ping", "id": "a"}                 -> {"type": "pong", "id": ..., "ts": ...} (id: string, number, null)
     {"type": "reset", "baseline": false}        -> clears the window, smoothing and tracker (and the baseline)
     {"type": "calibrate", "seconds": 3}         -> the mean prediction over the next N seconds becomes the person's
-                                                   neutral baseline; results then carry `relative` = smoothed minus it
+                                                   neutral baseline (`Calibration`); results then carry `relative`
     {"type": "auth", "api_key": "..."}          -> only as the first message, when the key is not in the URL
 A face missing for a whole window of frames clears the window (the next face may be another person).
 """
@@ -25,14 +25,16 @@ import math
 import time
 import uuid
 from collections import deque
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from concurrent.futures import Executor
+from dataclasses import dataclass
 
 import numpy as np
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from service.core.logging import stream_id as stream_id_var
-from service.errors import (
+from pkdot_contract.preprocessing.face import FaceBox
+from pkdot_contract.preprocessing.media import MediaError, decode_image, image_size_from_header
+from service.core.config import Settings
+from service.core.errors import (
     WS_INTERNAL_ERROR,
     WS_MESSAGE_TOO_BIG,
     WS_UNSUPPORTED_DATA,
@@ -43,14 +45,14 @@ from service.errors import (
     as_service_error,
     close_reason,
 )
-from service.faces import FaceTracker
-from service.predictor import Predictor
-from service.preprocessing.face import FaceBox
-from service.preprocessing.media import MediaError, decode_image, image_size_from_header
-from service.schemas import Face, Prediction, StreamResult
-
-if TYPE_CHECKING:
-    from service.context import ServiceContext
+from service.core.logging import stream_id as stream_id_var
+from service.core.metrics import Metrics
+from service.core.schemas import Face, Prediction, StreamResult
+from service.core.threads import run_blocking
+from service.faces.tracker import FaceTracker
+from service.inference.predictor import Predictor
+from service.streams.calibration import Calibration
+from service.streams.slot import Frame, FrameSlot
 
 log = logging.getLogger(__name__)
 
@@ -66,46 +68,6 @@ def _echoable(value: object) -> bool:
     return isinstance(value, str) and len(value) <= 128
 
 
-class StreamRegistry:
-    """Open streams: the concurrency limit, and closing every stream at shutdown."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._open: set[StreamSession] = set()
-        self.accepting = True
-
-    def __len__(self) -> int:
-        return len(self._open)
-
-    def try_add(self, stream: StreamSession) -> bool:
-        """Admit a stream unless the limit is reached or the server is shutting down (no await: atomic)."""
-        if not self.accepting or len(self._open) >= self.limit:
-            return False
-        self._open.add(stream)
-        return True
-
-    def discard(self, stream: StreamSession) -> None:
-        self._open.discard(stream)
-
-    async def close_all(self, code: int, reason: str, timeout: float = 5.0) -> int:
-        """Refuse new streams, close the open ones with `code`, and wait (bounded) until their sessions end."""
-        self.accepting = False
-        streams = list(self._open)
-        if not streams:
-            return 0
-        log.info("closing streams", extra={"streams": len(streams), "code": code})
-        await asyncio.gather(*(s.close(code, reason) for s in streams), return_exceptions=True)
-        await asyncio.wait([asyncio.ensure_future(s.finished.wait()) for s in streams], timeout=timeout)
-        return len(streams)
-
-
-@dataclass
-class Calibration:
-    until: float  # monotonic time when it ends
-    seconds: float
-    predictions: list[Prediction] = field(default_factory=list)
-
-
 @dataclass
 class Prepared:
     box: FaceBox | None
@@ -114,19 +76,20 @@ class Prepared:
 
 
 class StreamSession:
-    def __init__(self, websocket: WebSocket, ctx: ServiceContext, predictor: Predictor) -> None:
-        self.ws, self.ctx, self.predictor = websocket, ctx, predictor
+    """One WebSocket stream of one model. `pool` runs the blocking per-frame work (decode, face, crop)."""
+
+    def __init__(self, websocket: WebSocket, predictor: Predictor, tracker: FaceTracker, settings: Settings,
+                 metrics: Metrics, pool: Executor) -> None:
+        self.ws, self.predictor, self.tracker = websocket, predictor, tracker
+        self.settings, self.metrics, self.pool = settings, metrics, pool
         self.id = uuid.uuid4().hex[:12]
-        s = ctx.settings
         self.task = predictor.task
-        self.tracker = FaceTracker(ctx.detector_for(predictor.model), s.detect_every, s.track_min_score)
         self.window: deque[np.ndarray] = deque(maxlen=predictor.window)  # per-frame items, oldest first
         self.recent: deque[Prediction] = deque(maxlen=predictor.window)  # per-frame predictions, for smoothing
         self.baseline: Prediction | None = None
         self.calibration: Calibration | None = None
         self.missing = 0  # consecutive frames without a face
-        self._slot: tuple[int, float, float, bytes] | None = None  # (seq, ts, arrival, data): the waiting frame
-        self._slot_ready = asyncio.Event()
+        self._slot = FrameSlot()  # the one waiting frame: newest wins
         self._stop = asyncio.Event()
         self._send_lock = asyncio.Lock()
         self.finished = asyncio.Event()
@@ -198,7 +161,7 @@ class StreamSession:
 
     async def send_error(self, exc: ServiceError, seq: int | None = None) -> None:
         self.errors += 1
-        self.ctx.metrics.frames.labels(self.task, "error").inc()
+        self.metrics.frames.labels(self.task, "error").inc()
         message = {"type": "error", "error": {"code": exc.status, "message": exc.message}}
         if seq is not None:
             message["seq"] = seq
@@ -207,7 +170,7 @@ class StreamSession:
     # -- receiving ---------------------------------------------------------------------------------------------------
 
     async def _receive(self) -> None:
-        limits = self.ctx.settings
+        limits = self.settings
         while not self.closed:
             message = await self.ws.receive()
             if message["type"] == "websocket.disconnect":
@@ -221,12 +184,10 @@ class StreamSession:
                     await self.close(WS_MESSAGE_TOO_BIG, f"frame {seq} has {len(data)} bytes; the limit is "
                                                          f"{limits.max_frame_bytes}")
                     return
-                if self._slot is not None:  # the waiting frame is replaced: newest wins
+                if self._slot.put(Frame(seq, time.time(), time.perf_counter(), data)):  # the waiting one is dropped
                     self.dropped += 1
-                    self.ctx.metrics.dropped_frames.labels(self.task).inc()
-                    self.ctx.metrics.frames.labels(self.task, "dropped").inc()
-                self._slot = (seq, time.time(), time.perf_counter(), data)
-                self._slot_ready.set()
+                    self.metrics.dropped_frames.labels(self.task).inc()
+                    self.metrics.frames.labels(self.task, "dropped").inc()
             elif text is not None:
                 if len(text.encode()) > limits.max_control_bytes:
                     await self.close(WS_MESSAGE_TOO_BIG, f"control message over {limits.max_control_bytes} bytes")
@@ -254,8 +215,8 @@ class StreamSession:
             self.reset(baseline=bool(msg.get("baseline", False)))
             await self.send({"type": "reset", "baseline": self.baseline is not None})
         elif kind == "calibrate":
-            seconds = msg.get("seconds", self.ctx.settings.default_calibration_s)
-            limit = self.ctx.settings.max_calibration_s
+            seconds = msg.get("seconds", self.settings.default_calibration_s)
+            limit = self.settings.max_calibration_s
             if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 < seconds <= limit:
                 await self.send_error(InvalidField(f"calibrate: seconds must be a number in (0, {limit:g}]"))
                 return
@@ -277,15 +238,11 @@ class StreamSession:
 
     async def _process(self) -> None:
         while not self.closed:
-            await self._slot_ready.wait()
-            self._slot_ready.clear()
-            item, self._slot = self._slot, None
-            if item is not None:
-                await self._process_frame(*item)
+            await self._process_frame(await self._slot.take())
 
     def _prepare(self, data: bytes, timings: dict[str, float]) -> Prepared:
         """Decode, find the face, crop and normalise (blocking; runs in the CPU pool)."""
-        metrics, s = self.ctx.metrics, self.ctx.settings
+        metrics, s = self.metrics, self.settings
         with metrics.timer("decode", timings):
             size = image_size_from_header(data)
             if size is not None and size[0] * size[1] > s.max_image_pixels:
@@ -301,17 +258,18 @@ class StreamSession:
             x = self.predictor.preprocess(rgb, box)  # (3, S, S)
         return Prepared(box, tracked, x)
 
-    async def _process_frame(self, seq: int, ts: float, arrival: float, data: bytes) -> None:
+    async def _process_frame(self, frame: Frame) -> None:
+        seq, arrival = frame.seq, frame.arrival
         timings: dict[str, float] = {"wait": (time.perf_counter() - arrival) * 1000.0}
         try:
-            prepared = await self.ctx.run_blocking(self._prepare, data, timings)
+            prepared = await run_blocking(self.pool, self._prepare, frame.data, timings)
         except (ServiceError, MediaError) as exc:
             error = as_service_error(exc)
             if isinstance(error, TooLarge):  # an oversized image is refused like a bad one: the stream goes on
                 error = BadInput(error.message)
             await self.send_error(error, seq)
             return
-        prediction = smoothed = None
+        prediction = smoothed = outputs = None
         try:
             if prepared.box is not None:
                 self.missing = 0
@@ -320,14 +278,14 @@ class StreamSession:
                 self.window.extend(await self.predictor.encode(prepared.model_input[None]))
                 outputs = await self.predictor.predict_window(list(self.window))
                 timings["inference"] = (time.perf_counter() - t0) * 1000.0
-                with self.ctx.metrics.timer("postprocess", timings):
-                    prediction = self.predictor.postprocess(outputs)
-                    self.recent.append(prediction)
             else:
                 self.missing += 1
                 if self.missing >= self.predictor.window:
                     self.reset()
-            with self.ctx.metrics.timer("postprocess", timings):
+            with self.metrics.timer("postprocess", timings):  # observed once per frame: prediction and smoothing
+                if outputs is not None:
+                    prediction = self.predictor.postprocess(outputs)
+                    self.recent.append(prediction)
                 smoothed = self.predictor.smooth(list(self.recent))
         except ServiceError as exc:  # inference failed or the server is busy: tell the client, go on
             await self.send_error(exc, seq)
@@ -341,22 +299,18 @@ class StreamSession:
                         tracked=prepared.tracked)
         total = (time.perf_counter() - arrival) * 1000.0
         timings["total"] = total
-        self.ctx.metrics.observe("total", total / 1000.0)
-        result = StreamResult(seq=seq, ts=ts, face_detected=face is not None, face=face, prediction=prediction,
+        self.metrics.observe("total", total / 1000.0)
+        result = StreamResult(seq=seq, ts=frame.ts, face_detected=face is not None, face=face, prediction=prediction,
                               smoothed=smoothed, relative=relative, dropped=self.dropped,
                               timings_ms={k: round(v, 3) for k, v in timings.items()})
         await self.send(result.model_dump())
         self.processed += 1
         self.latency_ms_sum += total
-        self.ctx.metrics.frames.labels(self.task, "processed").inc()
+        self.metrics.frames.labels(self.task, "processed").inc()
 
     async def _calibrate(self, prediction: Prediction | None) -> None:
         c = self.calibration
-        if c is None:
-            return
-        if time.monotonic() < c.until:
-            if prediction is not None:
-                c.predictions.append(prediction)
+        if c is None or not c.observe(prediction, time.monotonic()):
             return
         self.calibration = None
         if not c.predictions:

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from service.errors import InferenceFailed, ServerBusy
-from service.metrics import Metrics
+from service.core.errors import InferenceFailed, ServerBusy
+from service.core.metrics import Metrics
 
 log = logging.getLogger(__name__)
 

@@ -13,11 +13,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from service.errors import InferenceFailed
-from service.preprocessing.crop import CropSpec, crop_face, to_model_input
-from service.preprocessing.face import FaceBox
-from service.registry import LoadedModel
-from service.schemas import AffectAgreement, AffectPrediction, PainAgreement, PainPrediction, Prediction
+from pkdot_contract.preprocessing.crop import CropSpec, crop_face, to_model_input
+from pkdot_contract.preprocessing.face import FaceBox
+from service.core.errors import InferenceFailed
+from service.core.schemas import AffectAgreement, AffectPrediction, PainAgreement, PainPrediction, Prediction
+from service.inference.models import LoadedModel
 
 
 def pad_window(items: Sequence[np.ndarray], window: int) -> np.ndarray:

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 import cv2
 import numpy as np
 
-from service.preprocessing.face import FaceBox
+from pkdot_contract.preprocessing.face import FaceBox
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

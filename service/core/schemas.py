@@ -6,7 +6,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Task = Literal["pain", "affect"]
+from pkdot_contract.tasks import Task
+
 Unit = Annotated[float, Field(ge=-1.0, le=1.0)]
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 Milliseconds = Annotated[float, Field(ge=0.0)]

@@ -24,8 +24,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from service.preprocessing.media import MediaError
-from service.preprocessing.signals import SignalError
+from pkdot_contract.preprocessing.media import MediaError
+from pkdot_contract.preprocessing.signals import SignalError
 
 log = logging.getLogger(__name__)
 

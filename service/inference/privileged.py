@@ -2,7 +2,7 @@
 
 Everything about the transform comes from the teacher's manifest (`preprocessing.privileged`): modality,
 transform (raw | spectrogram | log-mel), channels, rate_hz, window_s and params. The arrays are made by the same
-functions training uses (`service.preprocessing.signals`, `service.preprocessing.audio`).
+functions training uses (`pkdot_contract.preprocessing.signals`, `pkdot_contract.preprocessing.audio`).
 
 - biosignal: the window [start_s, end_s) of the named channels (params; default [0, window_s)), z-scored unless
   params say `normalise: none`, then for `spectrogram` the log-power spectrogram of each channel over seconds
@@ -19,11 +19,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from service.errors import BadInput, InvalidField
-from service.manifest import PrivilegedPreprocessing, TensorSpec
-from service.preprocessing import audio as audio_pre
-from service.preprocessing import signals
-from service.preprocessing.media import decode_audio
+from pkdot_contract.manifest import PrivilegedPreprocessing, TensorSpec
+from pkdot_contract.preprocessing import audio as audio_pre
+from pkdot_contract.preprocessing import signals
+from pkdot_contract.preprocessing.media import decode_audio
+from service.core.errors import BadInput, InvalidField
 
 
 @dataclass

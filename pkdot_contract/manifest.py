@@ -13,7 +13,10 @@ import os
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pkdot_contract.preprocessing.face import DEFAULT_DETECTOR, DETECTORS
+from pkdot_contract.tasks import Task
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
@@ -56,11 +59,23 @@ class PrivilegedPreprocessing(_Strict):
     params: dict = {}  # transform parameters (nperseg, n_mels, ...)
 
 
+class DetectorPreprocessing(_Strict):
+    name: str = DEFAULT_DETECTOR  # one of pkdot_contract.preprocessing.face.DETECTORS
+    min_score: float | None = Field(default=None, gt=0.0, lt=1.0)  # None: the service's face_min_score
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        if name not in DETECTORS:
+            raise ValueError(f"unknown face detector {name!r}; known: {', '.join(DETECTORS)}")
+        return name
+
+
 class Preprocessing(_Strict):
     crop: CropPreprocessing
     window: int = Field(ge=1)  # frames in the temporal window
     frame_rate: float = Field(gt=0)  # frames per second the window assumes
-    detector: dict = {}
+    detector: DetectorPreprocessing = Field(default_factory=DetectorPreprocessing)  # the face finder trained with
     privileged: PrivilegedPreprocessing | None = None  # teachers only
 
 
@@ -82,7 +97,7 @@ class Manifest(_Strict):
     schema_version: Literal[1]
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     version: str
-    task: Literal["pain", "affect"]
+    task: Task
     role: Literal["student", "teacher"]
     graphs: dict[str, GraphSpec]
     opset: int = Field(ge=7)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from service.manifest import GraphSpec
+from pkdot_contract.manifest import GraphSpec
 
 log = logging.getLogger(__name__)
 

@@ -14,11 +14,12 @@ import numpy as np
 from starlette.requests import Request
 
 from service.context import ServiceContext
-from service.errors import InvalidField
-from service.predictor import Predictor, agreement
-from service.privileged import privileged_input
-from service.schemas import Face, ModelPrediction, ModelRef, PredictResponse, TeacherResponse
-from service.uploads import FaceFrame, Scan, Upload, file_parts, read_form, scan_clip
+from service.core.errors import InvalidField
+from service.core.schemas import Face, ModelPrediction, ModelRef, PredictResponse, TeacherResponse
+from service.inference.predictor import Predictor, agreement
+from service.inference.privileged import privileged_input
+from service.uploads.clips import FaceFrame, Scan, scan_clip
+from service.uploads.form import Upload, file_parts, read_form
 
 
 def _face(frame: FaceFrame | None) -> Face | None:

@@ -14,7 +14,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from service.preprocessing.media import MediaError
+from pkdot_contract.preprocessing.media import MediaError
 
 AUDIO_RATE_HZ = 16000
 N_MELS = 64

@@ -3,7 +3,7 @@
 `training` imports these functions to build its caches and inputs; the service calls the same ones per request.
 """
 
-from service.preprocessing.crop import IMAGENET_MEAN, IMAGENET_STD, CropSpec, crop_face, to_model_input
-from service.preprocessing.face import FaceBox, FaceDetector
+from pkdot_contract.preprocessing.crop import IMAGENET_MEAN, IMAGENET_STD, CropSpec, crop_face, to_model_input
+from pkdot_contract.preprocessing.face import FaceBox, FaceDetector
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "CropSpec", "FaceBox", "FaceDetector", "crop_face", "to_model_input"]

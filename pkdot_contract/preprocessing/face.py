@@ -1,7 +1,8 @@
-"""Face detection with MediaPipe's BlazeFace short-range model (bundled in the mediapipe 0.10.21 wheel).
+"""Face detection with MediaPipe's BlazeFace models (bundled in the mediapipe 0.10.21 wheel).
 
-The detector is not thread-safe: a `FaceDetector` serialises calls with a lock, and each worker thread that needs
-throughput owns its own detector.
+A detector is named in the manifest (`preprocessing.detector.name`, one of `DETECTORS`): the face finder a model was
+trained with is the one it is served with. The detector is not thread-safe: a `FaceDetector` serialises calls with a
+lock, and each worker thread that needs throughput owns its own detector.
 """
 
 from __future__ import annotations
@@ -10,6 +11,10 @@ import threading
 from dataclasses import dataclass
 
 import numpy as np
+
+# manifest name -> MediaPipe's model_selection: short range (faces within ~2 m, the webcam case) or full range
+DETECTORS = {"mediapipe-blazeface-short-range": 0, "mediapipe-blazeface-full-range": 1}
+DEFAULT_DETECTOR = "mediapipe-blazeface-short-range"
 
 
 @dataclass(frozen=True)
@@ -33,20 +38,20 @@ class FaceBox:
 class FaceDetector:
     """Largest-face detector over RGB uint8 frames (H, W, 3).
 
-    model: "short" (BlazeFace short range, faces within ~2 m, the webcam case) or "full" (full range).
+    name: one of `DETECTORS` (default BlazeFace short range).
     """
 
-    def __init__(self, min_score: float = 0.5, model: str = "short") -> None:
-        if model not in ("short", "full"):
-            raise ValueError(f"model must be 'short' or 'full', not {model!r}")
+    def __init__(self, min_score: float = 0.5, name: str = DEFAULT_DETECTOR) -> None:
+        if name not in DETECTORS:
+            raise ValueError(f"unknown face detector {name!r}; known: {', '.join(DETECTORS)}")
         if not 0.0 < min_score < 1.0:
             raise ValueError(f"min_score must be in (0, 1), not {min_score}")
         from mediapipe.python.solutions import face_detection  # imported lazily: it loads TFLite
 
         self.min_score = min_score
-        self.model = model
+        self.name = name
         self._detector = face_detection.FaceDetection(
-            model_selection=0 if model == "short" else 1, min_detection_confidence=min_score
+            model_selection=DETECTORS[name], min_detection_confidence=min_score
         )
         self._lock = threading.Lock()
 
