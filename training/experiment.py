@@ -108,8 +108,10 @@ def _run_all(jobs: list[tuple], workers: int, done: Callable[[int, dict], None] 
                 done(i, results[i])
         return results
     from concurrent.futures import ProcessPoolExecutor, as_completed
+    from multiprocessing import get_context
 
-    with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker) as pool:
+    # spawn: a forked child would inherit torch's thread pools (and any MediaPipe graph) in whatever state they are
+    with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, mp_context=get_context("spawn")) as pool:
         futures = {pool.submit(_run, *job): i for i, job in enumerate(jobs)}
         for future in as_completed(futures):
             i = futures[future]

@@ -39,12 +39,10 @@ def test_pain_teacher_above_student(figures: dict) -> None:
     assert all(teacher["auc_bl1_pa4"] >= s["auc_bl1_pa4"] for s in students), pain  # both may separate fully
 
 
-@pytest.mark.xfail(strict=True, reason="the affect student is still near chance on the synthetic Aff-Wild2 data "
-                   "(docs/experiments.md); strict: this fails once it learns, so the mark cannot outlive the defect")
 def test_affect_student_above_chance(figures: dict) -> None:
     r = figures["affect"]["student_ws"]
     assert r["frames"] >= 100, r
-    assert r["ccc_mean"] >= 0.15, f"affect student: {r}"
+    assert r["ccc_mean"] >= 0.25, f"affect student: {r}"
 
 
 def test_affect_teacher_above_student(figures: dict) -> None:

@@ -14,6 +14,7 @@ import os
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -256,7 +257,8 @@ def _run(items: list[PrepareItem], crop: dict, min_score: float, every: int,
     if workers == 1 or len(items) < 2:
         yield from (prepare_one(it, crop, min_score, every) for it in items)
         return
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    # spawn, not fork: a forked child inherits MediaPipe's and torch's threads mid-state and may die at once
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
         futures = [pool.submit(prepare_one, it, crop, min_score, every) for it in items]
         yield from _in_order(futures)
 
