@@ -1,0 +1,76 @@
+"""`pkdot serve --cluster [ADDRESS]`: deploy the service on a Ray cluster and keep it there while this runs.
+
+    --cluster              an embedded single-node Ray started by this process (like `ray start --head`), to try it
+    --cluster auto         the cluster `ray start` made on this machine
+    --cluster HOST:PORT    the cluster whose head's GCS listens there (`ray start --head --port PORT`)
+
+The application is deployed with `serve.run` under the name `pkdot`, its HTTP ingress on `--host`/`--port`; the
+command returns when it is interrupted (Ctrl-C or SIGTERM), after deleting the application (its replicas close
+their streams with 1001 first). `serve deploy deploy/serve.yaml` deploys the same application without a
+foreground process. Exit status: 0 stopped, 2 bad settings, 3 the cluster cannot be reached or the application
+does not start.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+
+from service.cluster.deployment import APP_NAME, ClusterUnavailable, _serve, build_application
+from service.core.config import Settings
+
+log = logging.getLogger(__name__)
+
+LOCAL = "local"
+HAPROXY_FLAG = "RAY_SERVE_ENABLE_HA_PROXY"
+
+
+def _connect(address: str) -> None:
+    import ray
+
+    if address == LOCAL:
+        # Serve's HAProxy ingress (WebSockets go straight to a replica); the embedded cluster inherits this
+        os.environ.setdefault(HAPROXY_FLAG, "1")
+        ray.init(include_dashboard=False, configure_logging=False, log_to_driver=False)
+        return
+    try:
+        ray.init(address=address, configure_logging=False, log_to_driver=False)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise ClusterUnavailable(f"cannot reach the Ray cluster at {address}: {exc}") from None
+
+
+def run_cluster(settings: Settings, address: str) -> int:
+    """Deploy, wait for a signal, delete. Blocking."""
+    try:
+        serve = _serve()
+        _connect(address)
+    except ClusterUnavailable as exc:
+        print(f"pkdot serve: error: {exc}", file=sys.stderr)
+        return 3
+    import ray
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        serve.start(http_options={"host": settings.host, "port": settings.port})
+        serve.run(build_application(settings), name=APP_NAME, route_prefix="/", blocking=False)
+    except Exception as exc:  # a replica that cannot start (a broken model folder ...) fails the deployment
+        print(f"pkdot serve: error: the application did not start on the cluster: {exc}", file=sys.stderr)
+        ray.shutdown()
+        return 3
+    log.info("cluster application ready", extra={"address": address, "url": f"http://{settings.host}:{settings.port}",
+                                                 "min_replicas": settings.min_replicas,
+                                                 "max_replicas": settings.max_replicas})
+    try:
+        stop.wait()
+    finally:
+        log.info("deleting the cluster application")
+        serve.delete(APP_NAME)
+        if address == LOCAL:
+            serve.shutdown()
+        ray.shutdown()
+    return 0
