@@ -10,7 +10,7 @@ from pathlib import Path
 # flag -> settings field; every other setting is read from its PKDOT_* environment variable
 FLAGS = ("host", "port", "workers", "models_dir", "providers", "require_gpu", "teacher", "skip_broken_models",
          "max_batch_size", "max_batch_delay_ms", "detect_every", "max_streams", "log_level", "log_format",
-         "cors_origins", "inference_threads", "ort_intra_op_threads", "backend", "triton_url", "triton_model",
+         "cors_origins", "inference_threads", "ort_intra_op_threads", "backend", "triton_url", "triton_model_name",
          "replica_num_cpus", "replica_num_gpus", "min_replicas", "max_replicas", "target_streams")
 
 
@@ -37,7 +37,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=["onnxruntime", "triton"],
                    help="where the graphs run: onnxruntime in this process (default), or a Triton server over gRPC")
     p.add_argument("--triton-url", help="the Triton server's gRPC host:port (default 127.0.0.1:8001; PKDOT_TRITON_URL)")
-    p.add_argument("--triton-model", help="Triton model name per graph (default {graph}; {model}: the folder's name)")
+    p.add_argument("--triton-model-name",
+                   help="Triton model name of each graph (default {graph}; {model}: the model folder's name)")
     cluster = p.add_argument_group("cluster (Ray Serve; the cluster extra)")
     cluster.add_argument("--cluster", nargs="?", const="local", metavar="ADDRESS",
                          help="run on a Ray Serve cluster: alone, an embedded one-node Ray; 'auto', the one `ray "

@@ -32,13 +32,24 @@ class ClusterUnavailable(Exception):
     """Ray Serve is not installed, or the cluster cannot be reached."""
 
 
+MISSING = "a cluster needs Ray Serve (the cluster extra): pip install -c constraints.txt -e '.[serve,cluster]'"
+
+
 def _serve() -> Any:
+    """`ray.serve`, or ClusterUnavailable saying which extra installs it."""
     try:
         from ray import serve
     except ImportError:
-        raise ClusterUnavailable("a cluster needs Ray Serve (the cluster extra): "
-                                 "pip install -c constraints.txt -e '.[serve,cluster]'") from None
+        raise ClusterUnavailable(MISSING) from None
     return serve
+
+
+def _ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise ClusterUnavailable(MISSING) from None
+    return ray
 
 
 def settings_payload(settings: Settings) -> dict[str, Any]:

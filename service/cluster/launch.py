@@ -19,7 +19,7 @@ import signal
 import sys
 import threading
 
-from service.cluster.deployment import APP_NAME, ClusterUnavailable, _serve, build_application
+from service.cluster.deployment import APP_NAME, ClusterUnavailable, _ray, _serve, build_application
 from service.core.config import Settings
 
 log = logging.getLogger(__name__)
@@ -29,8 +29,7 @@ HAPROXY_FLAG = "RAY_SERVE_ENABLE_HA_PROXY"
 
 
 def _connect(address: str) -> None:
-    import ray
-
+    ray = _ray()
     if address == LOCAL:
         # Serve's HAProxy ingress (WebSockets go straight to a replica); the embedded cluster inherits this
         os.environ.setdefault(HAPROXY_FLAG, "1")
@@ -50,8 +49,7 @@ def run_cluster(settings: Settings, address: str) -> int:
     except ClusterUnavailable as exc:
         print(f"pkdot serve: error: {exc}", file=sys.stderr)
         return 3
-    import ray
-
+    ray = _ray()
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

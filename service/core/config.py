@@ -39,7 +39,7 @@ class Settings(BaseSettings):
     warmup: bool = True  # run every graph once per batch size the batcher uses before reporting ready
     backend: Literal["onnxruntime", "triton"] = "onnxruntime"  # triton: graphs run on a Triton server, over gRPC
     triton_url: str = "127.0.0.1:8001"  # the Triton server's gRPC address (backend triton)
-    triton_model: str = "{graph}"  # Triton model name of each graph; {model}: the folder's model name
+    triton_model_name: str = "{graph}"  # Triton model name of each graph; {model}: the folder's model name
     triton_timeout_s: float = Field(10.0, gt=0)  # one Triton call; longer: the frame fails with 503
 
     # -- inference ---------------------------------------------------------------------------------------------------

@@ -4,8 +4,8 @@ behind many CPU front ends.
 
 A `TritonGraph` has the interface of `runtime.GraphSession` (`run(inputs) -> outputs`, `provider`), so the
 batchers, the warm-up and the predictors do not know where a graph runs. At load time every graph is checked
-against the server: the model `triton_model` names (default: the graph's name, as `config.pbtxt` in the model
-folder says) must be ready and take and give the tensors the manifest declares, with the same shapes (the batch
+against the server: the model `triton_model_name` names (default: the graph's name, as `config.pbtxt` in the
+model folder says) must be ready and take and give the tensors the manifest declares, with the same shapes (the batch
 axis left out, as Triton does when `max_batch_size` > 0).
 """
 
@@ -24,12 +24,14 @@ NUMPY_DTYPES = {"FP32": np.float32, "FP16": np.float16, "INT64": np.int64, "INT3
 
 
 def _grpc():
+    """`tritonclient.grpc` and its exception class, or ModelLoadError saying which extra installs them."""
     try:
         import tritonclient.grpc as grpcclient
+        from tritonclient.utils import InferenceServerException
     except ImportError:
         raise ModelLoadError("backend triton needs the tritonclient package: "
                              "pip install -c constraints.txt -e '.[serve,cluster]'") from None
-    return grpcclient
+    return grpcclient, InferenceServerException
 
 
 class TritonGraph:
@@ -51,7 +53,7 @@ class TritonGraph:
         return f"Triton:{self.kind}"
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        grpc = _grpc()
+        grpc, _ = _grpc()
         requests = []
         for name in self.input_names:
             x = np.ascontiguousarray(inputs[name], dtype=self.input_dtypes[name])
@@ -82,9 +84,7 @@ def _check(graph: str, model: str, spec: GraphSpec, metadata, max_batch_size: in
 
 def open_triton_graphs(manifest: Manifest, settings: Settings) -> dict[str, TritonGraph]:
     """Connect to the server and check every graph of `manifest` there (blocking). Raises ModelLoadError."""
-    grpc = _grpc()
-    from tritonclient.utils import InferenceServerException
-
+    grpc, InferenceServerException = _grpc()
     url = settings.triton_url
     try:
         client = grpc.InferenceServerClient(url)
@@ -94,7 +94,7 @@ def open_triton_graphs(manifest: Manifest, settings: Settings) -> dict[str, Trit
         raise ModelLoadError(f"cannot reach the Triton server at {url} (gRPC): {exc.message()}") from None
     graphs = {}
     for name, spec in manifest.graphs.items():
-        model = settings.triton_model.format(graph=name, model=manifest.name)
+        model = settings.triton_model_name.format(graph=name, model=manifest.name)
         try:
             if not client.is_model_ready(model, client_timeout=settings.triton_timeout_s):
                 raise ModelLoadError(f"graph {name!r}: Triton model {model!r} is not ready on {url}")

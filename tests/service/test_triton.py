@@ -74,7 +74,8 @@ def test_the_contract_with_triton_is_the_manifest(triton_url: str) -> None:
     assert {g: s.provider for g, s in model.graphs.items()} == {"encoder": "Triton:CPU", "head": "Triton:CPU"}
     with pytest.raises(ModelLoadError, match=r"input 'frames' is FP32 \[3, 64, 65\]; the manifest declares FP32 "
                                              r"\[3, 64, 64\]"):
-        load_model(MODELS / MODEL, _settings(backend="triton", triton_url=triton_url, triton_model="{graph}-bad"))
+        load_model(MODELS / MODEL, _settings(backend="triton", triton_url=triton_url,
+                                             triton_model_name="{graph}-bad"))
     with pytest.raises(ModelLoadError, match="cannot reach the Triton server"):
         load_model(MODELS / MODEL, _settings(backend="triton", triton_url=f"127.0.0.1:{free_port()}",
                                              triton_timeout_s=2.0))
