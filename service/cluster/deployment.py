@@ -80,6 +80,14 @@ class ReplicaHeader:
         await self.app(scope, receive, send_with_header)
 
 
+def replica_settings(settings: Settings) -> Settings:
+    """A replica's settings: the thread counts left on auto (0: one per core of the machine) become the CPUs Ray
+    reserved for the replica, so that replicas sharing a node do not each start a thread per core."""
+    cpus = max(1, round(settings.replica_num_cpus))
+    auto = {k: cpus for k in ("ort_intra_op_threads", "preprocess_threads") if getattr(settings, k) == 0}
+    return settings.model_copy(update=auto)
+
+
 class PKDOTReplica:
     """One replica: the service app built from the settings, its load reported to the autoscaler."""
 
@@ -91,7 +99,7 @@ class PKDOTReplica:
         from service.app import create_app
         from service.core.logging import configure_logging
 
-        settings = Settings(**self._settings)
+        settings = replica_settings(Settings(**self._settings))
         configure_logging(settings.log_level, settings.log_format)
         self._app = create_app(settings)
         replica = _serve().get_replica_context().replica_id.unique_id

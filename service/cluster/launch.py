@@ -33,7 +33,7 @@ def _connect(address: str) -> None:
     if address == LOCAL:
         # Serve's HAProxy ingress (WebSockets go straight to a replica); the embedded cluster inherits this
         os.environ.setdefault(HAPROXY_FLAG, "1")
-        ray.init(include_dashboard=False, configure_logging=False, log_to_driver=False)
+        ray.init(address="local", include_dashboard=False, configure_logging=False, log_to_driver=False)
         return
     try:
         ray.init(address=address, configure_logging=False, log_to_driver=False)
