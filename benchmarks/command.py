@@ -22,7 +22,7 @@ import traceback
 from pathlib import Path
 from types import ModuleType
 
-from benchmarks import batching, cluster, e2e, floor, memory, model, pipeline, streaming
+from benchmarks import batching, cluster, e2e, floor, memory, model, pipeline, replica_batching, streaming
 from benchmarks import training as training_benchmark
 
 # name -> module with run(ctx) -> dict and table(result) -> lines; the order is the order they run in (in-process
@@ -38,7 +38,7 @@ BENCHMARKS: dict[str, ModuleType] = {
     "training": training_benchmark,
 }
 # run only when asked for (--cluster or --only cluster): they need the cluster extra and start Ray several times
-ON_REQUEST: dict[str, ModuleType] = {"cluster": cluster}
+ON_REQUEST: dict[str, ModuleType] = {"cluster": cluster, "replica_batching": replica_batching}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -48,7 +48,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--only", nargs="+", metavar="NAME", choices=[*BENCHMARKS, *ON_REQUEST],
                    help=f"run only these: {', '.join([*BENCHMARKS, *ON_REQUEST])}")
     p.add_argument("--cluster", action="store_true",
-                   help="run the cluster benchmark: Ray Serve against plain uvicorn, 1 vs 2 replicas (docs/cluster.md)")
+                   help="run the cluster benchmarks: Ray Serve against plain uvicorn, 1 vs 2 replicas, and batching "
+                        "inside a replica, ours against @serve.batch (docs/cluster.md)")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results",
                    help="results folder (default benchmarks/results); files go to OUT/quick or OUT/full")
     p.add_argument("--providers", choices=["cpu", "cuda"], default="cpu", help="ONNX Runtime providers (default cpu)")
@@ -104,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
                        cache_dir=args.cache.resolve(), training_log=args.training_log, video=args.video, log=_log)
     out = args.out / (ctx.mode + ("-cuda" if ctx.cuda else ""))
     out.mkdir(parents=True, exist_ok=True)
-    names = args.only or (["cluster"] if args.cluster else list(BENCHMARKS))
+    names = args.only or (list(ON_REQUEST) if args.cluster else list(BENCHMARKS))
     machine = machine_info(ctx)
     command = "pkdot bench " + " ".join(sys.argv[2:] if sys.argv[1:2] == ["bench"] else sys.argv[1:])
     _log(f"pkdot bench ({ctx.mode}): {', '.join(names)} on {machine['cpu']}, {machine['cores']} cores, load average "
