@@ -11,8 +11,9 @@ generator in its own process (`benchmarks.loadgen`, 15 fps per stream), as in th
 The plain server stays up while each Ray server runs, and the two are measured in turn, level by level, several
 rounds (plain, ray, plain, ray, ...), so that the machine's load hits both sides alike; each ratio is the median
 over rounds of ray / plain measured back to back. Throughput: 32 streams (more than one 2-core machine answers),
-1 replica against 2, alternated the same way (each Ray server started anew), with the machine's CPU use
-(/proc/stat) beside them. Target: Ray path RTT p50 <= 1.5x plain uvicorn at 1 stream.
+the machine as one replica (replica_num_cpus 2: its thread pools use both cores) against two (1 CPU each),
+alternated the same way (each Ray server started anew), plain uvicorn beside them, with the machine's CPU use
+(/proc/stat). Target: Ray path RTT p50 <= 1.5x plain uvicorn at 1 stream.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def _load(ctx: BenchContext, server: ServerProcess, streams: int, seconds: float
 
 def _cluster_server(ctx: BenchContext, label: str, replicas: int, haproxy: bool) -> ServerProcess:
     flags = [*server_flags(ctx), "--cluster", "--min-replicas", str(replicas), "--max-replicas", str(replicas),
-             "--replica-num-cpus", "1" if replicas <= ctx.cores else str(ctx.cores / replicas)]
+             "--replica-num-cpus", f"{ctx.cores / replicas:g}"]  # the machine split into `replicas` parts
     env = {"RAY_SERVE_ENABLE_HA_PROXY": "1" if haproxy else "0", "RAY_USAGE_STATS_ENABLED": "0"}
     return ServerProcess(ctx, flags, env=env, label=label, stop_timeout_s=90.0)
 
@@ -82,10 +83,13 @@ def _overhead(ctx: BenchContext, plain: ServerProcess, label: str, haproxy: bool
     return out
 
 
-def _throughput(ctx: BenchContext, s: dict) -> dict:
-    """Answers/s at SATURATE streams with 1 and 2 replicas, alternated over rounds (a fresh cluster each time)."""
-    runs: dict[str, list[dict]] = {"1": [], "2": []}
+def _throughput(ctx: BenchContext, plain: ServerProcess, s: dict) -> dict:
+    """Answers/s at SATURATE streams: the machine as 1 replica (every core) and as 2 (half each), alternated over
+    rounds (a fresh cluster each time), with the plain server beside them."""
+    runs: dict[str, list[dict]] = {"plain": [], "1": [], "2": []}
     for k in range(s["throughput_rounds"]):
+        ctx.log(f"  cluster: {SATURATE} streams, plain uvicorn, round {k + 1}")
+        runs["plain"].append(_load(ctx, plain, SATURATE, s["throughput_seconds"], s["warmup"]))
         for replicas in (1, 2):
             ctx.log(f"  cluster: {SATURATE} streams, {replicas} replica(s), round {k + 1}")
             with _cluster_server(ctx, f"ray-x{replicas}", replicas, True) as ray:
@@ -101,7 +105,7 @@ def run(ctx: BenchContext) -> dict:
     with ServerProcess(ctx, server_flags(ctx), label="plain") as plain:
         ray = _overhead(ctx, plain, "ray", True, s)
         proxy = _overhead(ctx, plain, "ray-proxy", False, s)
-    throughput = _throughput(ctx, s)
+        throughput = _throughput(ctx, plain, s)
     one = ray["levels"]["1"]
     targets = [target("Ray path (HAProxy ingress) RTT p50 / plain uvicorn, 1 stream", one["p50_ratio"], 1.5, "x",
                       note="median over rounds of back-to-back runs")]
@@ -123,7 +127,8 @@ def table(result: dict) -> list[str]:
                          f"{lv['p95_ratio']:9.3f}")
     t = result["throughput"]
     busy = {n: median(r["machine_cpu_busy"] for r in rs) for n, rs in t["runs"].items()}
-    lines.append(f"{t['streams']} streams: 1 replica {t['answers_per_s']['1']:.1f} answers/s (machine CPU "
-                 f"{busy['1']:.0%}), 2 replicas {t['answers_per_s']['2']:.1f} (CPU {busy['2']:.0%}): "
+    lines.append(f"{t['streams']} streams: plain {t['answers_per_s']['plain']:.1f} answers/s, 1 replica "
+                 f"{t['answers_per_s']['1']:.1f} (machine CPU {busy['1']:.0%}), 2 replicas "
+                 f"{t['answers_per_s']['2']:.1f} (CPU {busy['2']:.0%}): "
                  f"{t['speedup_2_over_1']:.2f}x")
     return lines

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 
@@ -28,11 +29,20 @@ LOCAL = "local"
 HAPROXY_FLAG = "RAY_SERVE_ENABLE_HA_PROXY"
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def _connect(address: str) -> None:
     ray = _ray()
     if address == LOCAL:
-        # Serve's HAProxy ingress (WebSockets go straight to a replica); the embedded cluster inherits this
+        # Serve's HAProxy ingress (WebSockets go straight to a replica); the embedded cluster inherits this, and
+        # HAProxy's own stats and metrics listeners take free ports, clear of another Ray on the machine
         os.environ.setdefault(HAPROXY_FLAG, "1")
+        for name in ("RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT"):
+            os.environ.setdefault(name, str(_free_port()))
         ray.init(address="local", include_dashboard=False, configure_logging=False, log_to_driver=False)
         return
     try:

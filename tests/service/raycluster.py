@@ -46,8 +46,10 @@ def free_port() -> int:
 class RayCluster:
     """Two Ray nodes and the service deployed on them; `url` is the HTTP ingress."""
 
-    def __init__(self, models_dir: Path, replicas: int = 2) -> None:
-        self.models_dir, self.replicas = models_dir, replicas
+    def __init__(self, models_dir: Path, replicas: int = 2, max_replicas: int | None = None,
+                 flags: tuple[str, ...] = ()) -> None:
+        self.models_dir, self.replicas, self.flags = models_dir, replicas, flags
+        self.max_replicas = max_replicas or replicas
         self.tmp = Path(tempfile.mkdtemp(prefix="pkr", dir="/tmp"))  # short: Unix socket paths have a limit
         self.gcs_port, self.http_port = free_port(), free_port()
         self.address = f"127.0.0.1:{self.gcs_port}"
@@ -60,6 +62,7 @@ class RayCluster:
                     "RAY_SERVE_DIRECT_INGRESS_MIN_GRPC_PORT": str(first + 100),
                     "RAY_SERVE_DIRECT_INGRESS_MAX_GRPC_PORT": str(first + 200),
                     "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
+                    "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),
                     "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(self.tmp / "haproxy" / "haproxy.cfg"),
                     "RAY_SERVE_HAPROXY_SOCKET_PATH": str(self.tmp / "haproxy" / "admin.sock"),
                     "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(self.tmp / "haproxy"),
@@ -87,7 +90,7 @@ class RayCluster:
         self.serve = subprocess.Popen(
             [sys.executable, "-m", "pkdot", "serve", "--cluster", self.address, "--host", "127.0.0.1", "--port",
              str(self.http_port), "--models-dir", str(self.models_dir), "--min-replicas", str(self.replicas),
-             "--max-replicas", str(self.replicas), "--log-format", "text", "--log-level", "warning"],
+             "--max-replicas", str(self.max_replicas), "--log-format", "text", "--log-level", "warning", *self.flags],
             env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

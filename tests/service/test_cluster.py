@@ -226,3 +226,55 @@ def test_streams_spread_over_replicas_and_survive_a_killed_replica(cluster, stre
         time.sleep(3)
     assert len(after) == 2 and victim not in after, after
     assert cluster.status("/readyz") == 200
+
+
+async def _hold_streams(url: str, frame: bytes, n: int, until) -> list[int]:
+    """n streams sending a frame every 0.2 s until `until()` (polled every 3 s) is true; the answers each got."""
+    from websockets.asyncio.client import connect
+
+    done = asyncio.Event()
+
+    async def one() -> int:
+        answers = 0
+        async with connect(url, compression=None) as ws:
+            while not done.is_set():
+                await ws.send(frame)
+                json.loads(await ws.recv())
+                answers += 1
+                await asyncio.sleep(0.2)
+        return answers
+
+    async def watch() -> None:
+        while not await asyncio.to_thread(until):
+            await asyncio.sleep(3.0)
+        done.set()
+
+    streams = [asyncio.create_task(one()) for _ in range(n)]
+    await watch()
+    return list(await asyncio.gather(*streams))
+
+
+@pytest.mark.cluster
+@pytest.mark.slow
+def test_autoscaling_adds_a_replica_for_open_streams(model_root: Path, frames: list[bytes]) -> None:
+    """One replica, target 2 streams per replica, 6 streams open: Serve, fed by the replicas' reports and the
+    policy, starts a second replica (the maximum)."""
+    from tests.service.raycluster import RayCluster
+
+    c = RayCluster(model_root, replicas=1, max_replicas=2,
+                   flags=("--target-streams", "2", "--replica-num-cpus", "0.5"))
+    try:
+        c.start()
+        t0 = time.monotonic()
+        seen: list[int] = []
+
+        def scaled() -> bool:
+            seen.append(len(c.replica_processes()))
+            return seen[-1] >= 2 or time.monotonic() - t0 > 120
+
+        answers = asyncio.run(_hold_streams(c.url.replace("http", "ws") + "/ws/stream?task=pain", frames[0], 6,
+                                            scaled))
+        assert seen[-1] == 2, seen  # scaled up within the time
+        assert min(answers) >= 25  # every stream kept being answered meanwhile
+    finally:
+        c.stop()
