@@ -27,8 +27,14 @@ CALLERS = (1, 16)
 MAX_BATCH = 8
 
 
+SKIP = "Serve's batching needs the cluster extra: pip install -c constraints.txt -e '.[cluster]'"
+
+
 def _serve_batcher(run, pool: ThreadPoolExecutor):
-    from ray import serve
+    try:
+        from ray import serve
+    except ImportError:
+        raise Skipped(SKIP) from None
 
     class ServeBatched:
         calls = 0
@@ -117,8 +123,7 @@ def run(ctx: BenchContext) -> dict:
         import ray
         from ray import serve
     except ImportError:
-        raise Skipped("Serve's batching needs the cluster extra: pip install -c constraints.txt -e '.[cluster]'") \
-            from None
+        raise Skipped(SKIP) from None
     seconds, rounds = (2.0, 2) if ctx.quick else (5.0, 4)
     ray.init(address="local", include_dashboard=False, configure_logging=False, log_to_driver=False,
              num_cpus=ctx.cores)
