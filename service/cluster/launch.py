@@ -7,8 +7,8 @@
 The application is deployed with `serve.run` under the name `pkdot`, its HTTP ingress on `--host`/`--port`; the
 command returns when it is interrupted (Ctrl-C or SIGTERM), after deleting the application (its replicas close
 their streams with 1001 first). `serve deploy deploy/serve.yaml` deploys the same application without a
-foreground process. Exit status: 0 stopped, 2 bad settings, 3 the cluster cannot be reached or the application
-does not start.
+foreground process. Exit status: 0 stopped, 2 bad settings or no cluster extra, 3 the cluster cannot be reached
+or the application does not start.
 """
 
 from __future__ import annotations
@@ -45,6 +45,13 @@ def _connect(address: str) -> None:
             os.environ.setdefault(name, str(_free_port()))
         ray.init(address="local", include_dashboard=False, configure_logging=False, log_to_driver=False)
         return
+    if address != "auto":  # Ray would retry an unreachable head for minutes: look first
+        host, _, port = address.rpartition(":")
+        try:
+            socket.create_connection((host or "127.0.0.1", int(port)), timeout=5.0).close()
+        except (OSError, ValueError) as exc:
+            raise ClusterUnavailable(f"no Ray head answers at {address} ({exc}); start one with `ray start --head "
+                                     "--port PORT`, or use --cluster alone for an embedded one") from None
     try:
         ray.init(address=address, configure_logging=False, log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -55,6 +62,10 @@ def run_cluster(settings: Settings, address: str) -> int:
     """Deploy, wait for a signal, delete. Blocking."""
     try:
         serve = _serve()
+    except ClusterUnavailable as exc:  # the cluster extra is not installed
+        print(f"pkdot serve: error: {exc}", file=sys.stderr)
+        return 2
+    try:
         _connect(address)
     except ClusterUnavailable as exc:
         print(f"pkdot serve: error: {exc}", file=sys.stderr)
