@@ -71,6 +71,16 @@ def test_serve_config_file_builds_the_application_from_settings() -> None:
     assert env["RAY_SERVE_ENABLE_HA_PROXY"] == "1"
 
 
+def test_an_unreachable_cluster_is_a_clear_error(capsys) -> None:
+    from pkdot.cli import main
+    from tests.service.raycluster import free_port
+
+    assert main(["serve", "--cluster", f"127.0.0.1:{free_port()}", "--port", str(free_port())]) == 3
+    assert "no Ray head answers at 127.0.0.1:" in capsys.readouterr().err
+    assert main(["serve", "--cluster", "--min-replicas", "3", "--max-replicas", "2"]) == 2  # before any Ray starts
+    assert "max_replicas (2) is below min_replicas (3)" in capsys.readouterr().err
+
+
 # -- a real cluster ------------------------------------------------------------------------------------------------
 
 
