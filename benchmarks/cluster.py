@@ -57,7 +57,8 @@ def _load(ctx: BenchContext, server: ServerProcess, streams: int, seconds: float
 def _cluster_server(ctx: BenchContext, label: str, replicas: int, haproxy: bool) -> ServerProcess:
     flags = [*server_flags(ctx), "--cluster", "--min-replicas", str(replicas), "--max-replicas", str(replicas),
              "--replica-num-cpus", f"{ctx.cores / replicas:g}"]  # the machine split into `replicas` parts
-    env = {"RAY_SERVE_ENABLE_HA_PROXY": "1" if haproxy else "0", "RAY_USAGE_STATS_ENABLED": "0"}
+    env = {"RAY_SERVE_ENABLE_HA_PROXY": "1" if haproxy else "0", "RAY_USAGE_STATS_ENABLED": "0",
+           "RAY_worker_niceness": "0"}  # as plain uvicorn runs: Ray's default (15) yields the CPU to anything else
     return ServerProcess(ctx, flags, env=env, label=label, stop_timeout_s=90.0)
 
 

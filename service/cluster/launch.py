@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 LOCAL = "local"
 HAPROXY_FLAG = "RAY_SERVE_ENABLE_HA_PROXY"
+NICENESS = "RAY_worker_niceness"
 
 
 def _free_port() -> int:
@@ -41,6 +42,7 @@ def _connect(address: str) -> None:
         # Serve's HAProxy ingress (WebSockets go straight to a replica); the embedded cluster inherits this, and
         # HAProxy's own stats and metrics listeners take free ports, clear of another Ray on the machine
         os.environ.setdefault(HAPROXY_FLAG, "1")
+        os.environ.setdefault(NICENESS, "0")  # Ray runs workers at nice 15: the replicas are the service here
         for name in ("RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT"):
             os.environ.setdefault(name, str(_free_port()))
         ray.init(address="local", include_dashboard=False, configure_logging=False, log_to_driver=False)

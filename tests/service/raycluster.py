@@ -56,7 +56,7 @@ class RayCluster:
         self.url = f"http://127.0.0.1:{self.http_port}"
         first = random.randrange(20000, 29000, 100)  # replica ports: clear of another cluster's default 30000
         self.env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16),
-                    "RAY_USAGE_STATS_ENABLED": "0", "RAY_SERVE_ENABLE_HA_PROXY": "1",
+                    "RAY_USAGE_STATS_ENABLED": "0", "RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_worker_niceness": "0",
                     "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": str(first),
                     "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": str(first + 100),
                     "RAY_SERVE_DIRECT_INGRESS_MIN_GRPC_PORT": str(first + 100),
