@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -71,14 +73,19 @@ def test_serve_config_file_builds_the_application_from_settings() -> None:
     assert env["RAY_SERVE_ENABLE_HA_PROXY"] == "1"
 
 
-def test_an_unreachable_cluster_is_a_clear_error(capsys) -> None:
-    from pkdot.cli import main
+def test_an_unreachable_cluster_is_a_clear_error() -> None:
+    """`pkdot serve --cluster` as a user runs it (its own process: it sets up logging)."""
     from tests.service.raycluster import free_port
 
-    assert main(["serve", "--cluster", f"127.0.0.1:{free_port()}", "--port", str(free_port())]) == 3
-    assert "no Ray head answers at 127.0.0.1:" in capsys.readouterr().err
-    assert main(["serve", "--cluster", "--min-replicas", "3", "--max-replicas", "2"]) == 2  # before any Ray starts
-    assert "max_replicas (2) is below min_replicas (3)" in capsys.readouterr().err
+    def serve(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "pkdot", "serve", *args], capture_output=True, text=True,
+                              cwd=ROOT, timeout=120)
+
+    done = serve("--cluster", f"127.0.0.1:{free_port()}", "--port", str(free_port()))
+    assert done.returncode == 3 and "no Ray head answers at 127.0.0.1:" in done.stderr, done.stderr[-2000:]
+    done = serve("--cluster", "--min-replicas", "3", "--max-replicas", "2")  # refused before any Ray starts
+    assert done.returncode == 2 and "max_replicas (2) is below min_replicas (3)" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 # -- a real cluster ------------------------------------------------------------------------------------------------
