@@ -4,6 +4,7 @@
     pkdot bench                               the full run that docs/benchmarks.md reports
     pkdot bench --only model e2e              some of them
     pkdot bench --providers cuda              ONNX Runtime on CUDA (the same code; batch sizes up to 64)
+    pkdot bench --cluster                     the Ray Serve path against plain uvicorn, 1 vs 2 replicas (cluster extra)
 
 Results: OUT/<quick|full>[-cuda]/<benchmark>.json, summary.json (the machine, every target met or missed), and the
 plots latency_cdf.png, throughput_vs_streams.png and model_latency.png. A table is printed as each benchmark
@@ -21,7 +22,7 @@ import traceback
 from pathlib import Path
 from types import ModuleType
 
-from benchmarks import batching, e2e, floor, memory, model, pipeline, streaming
+from benchmarks import batching, cluster, e2e, floor, memory, model, pipeline, replica_batching, streaming
 from benchmarks import training as training_benchmark
 
 # name -> module with run(ctx) -> dict and table(result) -> lines; the order is the order they run in (in-process
@@ -36,14 +37,19 @@ BENCHMARKS: dict[str, ModuleType] = {
     "memory": memory,
     "training": training_benchmark,
 }
+# run only when asked for (--cluster or --only cluster): they need the cluster extra and start Ray several times
+ON_REQUEST: dict[str, ModuleType] = {"cluster": cluster, "replica_batching": replica_batching}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from benchmarks.common import ROOT
 
     p.add_argument("--quick", action="store_true", help="short runs of every benchmark (CI smoke)")
-    p.add_argument("--only", nargs="+", metavar="NAME", choices=list(BENCHMARKS),
-                   help=f"run only these: {', '.join(BENCHMARKS)}")
+    p.add_argument("--only", nargs="+", metavar="NAME", choices=[*BENCHMARKS, *ON_REQUEST],
+                   help=f"run only these: {', '.join([*BENCHMARKS, *ON_REQUEST])}")
+    p.add_argument("--cluster", action="store_true",
+                   help="run the cluster benchmarks: Ray Serve against plain uvicorn, 1 vs 2 replicas, and batching "
+                        "inside a replica, ours against @serve.batch (docs/cluster.md)")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results",
                    help="results folder (default benchmarks/results); files go to OUT/quick or OUT/full")
     p.add_argument("--providers", choices=["cpu", "cuda"], default="cpu", help="ONNX Runtime providers (default cpu)")
@@ -99,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
                        cache_dir=args.cache.resolve(), training_log=args.training_log, video=args.video, log=_log)
     out = args.out / (ctx.mode + ("-cuda" if ctx.cuda else ""))
     out.mkdir(parents=True, exist_ok=True)
-    names = args.only or list(BENCHMARKS)
+    names = args.only or (list(ON_REQUEST) if args.cluster else list(BENCHMARKS))
     machine = machine_info(ctx)
     command = "pkdot bench " + " ".join(sys.argv[2:] if sys.argv[1:2] == ["bench"] else sys.argv[1:])
     _log(f"pkdot bench ({ctx.mode}): {', '.join(names)} on {machine['cpu']}, {machine['cores']} cores, load average "
@@ -108,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     failed = []
     t_all = time.perf_counter()
     for name in names:
-        module = BENCHMARKS[name]
+        module = {**BENCHMARKS, **ON_REQUEST}[name]
         _log(f"[{name}] {(module.__doc__ or '').strip().splitlines()[0]}")
         load_before = load_average()
         t0 = time.perf_counter()
@@ -132,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"  ({result['seconds']:.0f} s, load average {load_before} -> {load_average()})", flush=True)
 
     ran = list(results)
-    for name in BENCHMARKS:  # a partial run (--only) keeps the folder's other results in the summary and the plots
+    for name in [*BENCHMARKS, *ON_REQUEST]:  # a partial run (--only) keeps the folder's other results in the summary
         path = out / f"{name}.json"
         if name not in results and path.is_file():
             results[name] = json.loads(path.read_text())

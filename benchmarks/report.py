@@ -213,8 +213,44 @@ def training(r: dict) -> list[str]:
     return out
 
 
+def cluster(r: dict) -> list[str]:
+    from statistics import median
+
+    out = [_under(r), "", "| ingress | streams | plain uvicorn p50 / p95 ms | Ray Serve p50 / p95 ms | p50 ratio | "
+           "p95 ratio |", "|---|---:|---:|---:|---:|---:|"]
+    names = {"ray": "HAProxy (default)", "ray-proxy": "Serve proxy actor"}
+    for label, o in r["overhead"].items():
+        for n, lv in o["levels"].items():
+            plain = [pr[0]["rtt_ms"] for pr in lv["rounds"]]
+            ray = [pr[1]["rtt_ms"] for pr in lv["rounds"]]
+            out.append(f"| {names.get(label, label)} | {n} | {median(x['p50'] for x in plain):.2f} / "
+                       f"{median(x['p95'] for x in plain):.2f} | {median(x['p50'] for x in ray):.2f} / "
+                       f"{median(x['p95'] for x in ray):.2f} | **{_x(lv['p50_ratio'])}** | {_x(lv['p95_ratio'])} |")
+    t = r["throughput"]
+    busy = {n: median(x["machine_cpu_busy"] for x in rs) for n, rs in t["runs"].items()}
+    plain = t["answers_per_s"].get("plain")
+    out += ["", f"{t['streams']} streams x 15 fps, answered per second (median of {len(t['runs']['1'])} runs each): "
+                + (f"plain uvicorn {plain:.1f}, " if plain else "")
+                + f"1 replica with both cores **{t['answers_per_s']['1']:.1f}** (machine CPU busy {busy['1']:.0%}), "
+                f"2 replicas of one core **{t['answers_per_s']['2']:.1f}** ({busy['2']:.0%}): "
+                f"**{_x(t['speedup_2_over_1'])}**"]
+    return out
+
+
+def replica_batching(r: dict) -> list[str]:
+    out = [_under(r), "", "| callers | batcher | rows/s | call p50 ms | call p95 ms | rows per ONNX Runtime call |",
+           "|---:|---|---:|---:|---:|---:|"]
+    for n, sides in r["callers"].items():
+        for side, x in sides.items():
+            name = "MicroBatcher (ours)" if side == "ours" else "@serve.batch"
+            out.append(f"| {n} | {name} | {x['rows_per_s']:.0f} | {x['p50_ms']:.3f} | {x['p95_ms']:.3f} | "
+                       f"{x['rows_per_call']:.2f} |")
+    return out
+
+
 SECTIONS = {"model": model, "floor": floor, "pipeline": pipeline, "streaming": streaming, "e2e": e2e,
-            "batching": batching, "memory": memory, "training": training}
+            "batching": batching, "memory": memory, "training": training, "cluster": cluster,
+            "replica_batching": replica_batching}
 
 
 def report(folder: Path) -> str:

@@ -22,7 +22,7 @@ from pathlib import Path
 from benchmarks.common import ROOT, BenchContext
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-READY_TIMEOUT_S = 120.0
+READY_TIMEOUT_S = 180.0  # a cluster server starts Ray and its replicas first
 
 
 def free_port() -> int:
@@ -82,8 +82,9 @@ class ServerProcess:
     """`with ServerProcess(ctx, extra_flags) as server:` a ready server at server.url (http://127.0.0.1:PORT)."""
 
     def __init__(self, ctx: BenchContext, flags: list[str] | None = None, env: dict[str, str] | None = None,
-                 label: str = "server") -> None:
+                 label: str = "server", stop_timeout_s: float = 20.0) -> None:
         self.ctx, self.flags, self.env, self.label = ctx, list(flags or []), dict(env or {}), label
+        self.stop_timeout_s = stop_timeout_s  # a cluster server deletes its application and stops Ray first
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
@@ -143,7 +144,7 @@ class ServerProcess:
             return None if self.proc is None else self.proc.returncode
         self.proc.send_signal(signal.SIGINT)
         try:
-            return self.proc.wait(timeout=20)
+            return self.proc.wait(timeout=self.stop_timeout_s)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             return self.proc.wait(timeout=10)

@@ -7,10 +7,11 @@
 # Any Debian or Ubuntu 22.04 base works (docker/install-base.sh installs Python 3.11 where the base has none), so a
 # locally made base (debootstrap + docker import) builds the same file where no registry can be reached.
 # onnxruntime-gpu 1.31 is built for CUDA 13 and cuDNN 9: the GPU base must carry both (host driver >= 580).
-# Build arguments (docs/docker.md): BASE_IMAGE, ORT (gpu | cpu), EXTRA_CA_CERTS (PEM text), PIP_INDEX_URL,
-# APP_UID; the standard HTTP_PROXY / HTTPS_PROXY / NO_PROXY build arguments reach apt and pip.
+# Build arguments (docs/docker.md): BASE_IMAGE, ORT (gpu | cpu), EXTRAS (serve; serve,cluster for the Ray Serve
+# cluster image), EXTRA_CA_CERTS (PEM text), PIP_INDEX_URL, APP_UID; the standard HTTP_PROXY / HTTPS_PROXY / NO_PROXY build arguments reach apt and pip.
 ARG BASE_IMAGE=nvidia/cuda:13.0.2-cudnn-runtime-ubuntu22.04
 ARG ORT=gpu
+ARG EXTRAS=serve
 
 # -- base: CA certificates, OpenCV/MediaPipe system libraries, Python 3.11, a non-root user -----------------------------
 FROM ${BASE_IMAGE} AS base
@@ -19,9 +20,10 @@ ARG APP_UID=1000
 COPY docker/install-base.sh /tmp/install-base.sh
 RUN bash /tmp/install-base.sh && rm /tmp/install-base.sh
 
-# -- build: a virtual environment with the serve extra, every version from constraints.txt -------------------------
+# -- build: a virtual environment with the serve extra (and cluster, when EXTRAS says so), every version from constraints.txt -------------------------
 FROM base AS build
 ARG ORT
+ARG EXTRAS
 ARG PIP_INDEX_URL=https://pypi.org/simple
 ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt \
     PIP_NO_CACHE_DIR=1 \
@@ -33,7 +35,7 @@ WORKDIR /src
 COPY pyproject.toml constraints.txt ./
 COPY docker/requirements.py docker/
 RUN python3.11 -m venv /opt/venv \
-    && python3.11 docker/requirements.py serve --ort "${ORT}" > /tmp/requirements.txt \
+    && python3.11 docker/requirements.py "${EXTRAS}" --ort "${ORT}" > /tmp/requirements.txt \
     && /opt/venv/bin/pip install -c constraints.txt -r /tmp/requirements.txt
 # then the project itself, without touching the dependencies; models/ is baked in when the context has it
 COPY . .

@@ -10,7 +10,8 @@ from pathlib import Path
 # flag -> settings field; every other setting is read from its PKDOT_* environment variable
 FLAGS = ("host", "port", "workers", "models_dir", "providers", "require_gpu", "teacher", "skip_broken_models",
          "max_batch_size", "max_batch_delay_ms", "detect_every", "max_streams", "log_level", "log_format",
-         "cors_origins", "inference_threads", "ort_intra_op_threads")
+         "cors_origins", "inference_threads", "ort_intra_op_threads", "backend", "triton_url", "triton_model_name",
+         "replica_num_cpus", "replica_num_gpus", "min_replicas", "max_replicas", "target_streams")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -33,6 +34,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--inference-threads", type=int, help="threads running ONNX Runtime calls (default 2)")
     p.add_argument("--ort-intra-op-threads", type=int, help="ONNX Runtime threads per call (default 0: one per core)")
     p.add_argument("--cors-origins", nargs="*", help="allowed CORS origins (default none)")
+    p.add_argument("--backend", choices=["onnxruntime", "triton"],
+                   help="where the graphs run: onnxruntime in this process (default), or a Triton server over gRPC")
+    p.add_argument("--triton-url", help="the Triton server's gRPC host:port (default 127.0.0.1:8001; PKDOT_TRITON_URL)")
+    p.add_argument("--triton-model-name",
+                   help="Triton model name of each graph (default {graph}; {model}: the model folder's name)")
+    cluster = p.add_argument_group("cluster (Ray Serve; the cluster extra)")
+    cluster.add_argument("--cluster", nargs="?", const="local", metavar="ADDRESS",
+                         help="run on a Ray Serve cluster: alone, an embedded one-node Ray; 'auto', the one `ray "
+                              "start` made here; HOST:PORT, the head of a remote one (docs/cluster.md)")
+    cluster.add_argument("--min-replicas", type=int, help="replicas always running (default 1)")
+    cluster.add_argument("--max-replicas", type=int, help="replicas autoscaling may reach (default 4)")
+    cluster.add_argument("--replica-num-cpus", type=float, help="Ray CPUs per replica (default 1)")
+    cluster.add_argument("--replica-num-gpus", type=float, help="Ray GPUs per replica (default 0; > 0: GPU nodes)")
+    cluster.add_argument("--target-streams", type=float, help="autoscaling: open streams per replica (default 8)")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     p.add_argument("--log-format", choices=["json", "text"], help="log lines (default json)")
 
@@ -56,6 +71,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"pkdot serve: invalid settings: {problems}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.log_format)
+    if getattr(args, "cluster", None):
+        from service.cluster.launch import run_cluster
+
+        return run_cluster(settings, args.cluster)
     if settings.workers > 1:  # each worker process builds its app from the environment
         for key, value in overrides.items():
             os.environ[f"PKDOT_{key.upper()}"] = json.dumps(value) if isinstance(value, list) else str(value)

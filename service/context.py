@@ -45,6 +45,12 @@ class ServiceContext:
             self._predictors[model.name] = Predictor(model)
         return self._predictors[model.name]
 
+    def load(self) -> dict[str, float]:
+        """What autoscaling reads (`service.cluster.autoscaling`): open streams, and frames waiting for this
+        instance: frames in a stream's slot and rows queued at the batchers."""
+        queued = sum(b.queued_rows for m in self.registry.models.values() for b in m.batchers.values())
+        return {"streams": float(len(self.streams)), "queued_frames": float(self.streams.waiting_frames() + queued)}
+
     async def run_blocking(self, fn: Callable[..., T], *args: object, pool: ThreadPoolExecutor | None = None) -> T:
         """Run CPU work in a pool (default: the streams'), off the event loop, keeping the request / stream id."""
         return await run_blocking(pool or self.cpu_pool, fn, *args)

@@ -37,7 +37,8 @@ COMPOSE_FILE = REPO / "docker-compose.yml"
 DOCKERFILES = sorted((REPO / "docker").glob("*Dockerfile"))
 ARTIFACTS = REPO / "test-artifacts" / "docker"
 # services each profile adds to the ones without a profile
-PROFILES = {"": {"serve"}, "cpu": {"serve-cpu"}, "train": {"train"}, "triton": {"triton"}}
+PROFILES = {"": {"serve"}, "cpu": {"serve-cpu"}, "train": {"train"}, "triton": {"triton"},
+            "cluster": {"ray-head", "ray-worker", "serve-cluster"}}
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")
 LOCAL_CA_DIR = Path("/usr/local/share/ca-certificates")  # where Debian keeps the CA certificates added locally
 SMOKE_IMAGE = "pkdot-smoke:cpu"
@@ -134,6 +135,23 @@ def test_compose_config(compose: list[str], profile: str, tmp_path: Path) -> Non
     assert "devices" not in json.dumps(cpu.get("deploy", {}))
     assert services["train"]["command"] == ["bash", "scripts/make-models.sh"]
     assert services["triton"]["image"].startswith("nvcr.io/nvidia/tritonserver:")
+    if profile == "cluster":
+        _check_cluster_profile(services)
+
+
+def _check_cluster_profile(services: dict) -> None:
+    """Ray head + one worker + the Serve app, one image with the cluster extra, the models on every node."""
+    head, worker, app = services["ray-head"], services["ray-worker"], services["serve-cluster"]
+    for s in (head, worker, app):
+        assert s["build"]["args"]["EXTRAS"] == "serve,cluster" and s["build"]["args"]["ORT"] == "cpu"
+        assert s["environment"]["RAY_SERVE_ENABLE_HA_PROXY"] == "1" and s["environment"]["RAY_AUTH_MODE"] == "token"
+        mount = s["volumes"][0]
+        assert mount["target"] == "/models" and mount["read_only"]
+    assert head["command"][:4] == ["ray", "start", "--head", "--port=6379"] and "--block" in head["command"]
+    assert worker["command"][:3] == ["ray", "start", "--address=ray-head:6379"] and "--block" in worker["command"]
+    assert app["command"][:4] == ["pkdot", "serve", "--cluster", "ray-head:6379"]
+    assert any("8000" in str(p.get("target", p) if isinstance(p, dict) else p) for p in head["ports"])
+    assert {"ray-head", "ray-worker"} <= set(app["depends_on"])
 
 
 def test_compose_passes_every_service_setting(compose: list[str]) -> None:
@@ -148,6 +166,11 @@ def test_compose_passes_every_service_setting(compose: list[str]) -> None:
     settings = {f"PKDOT_{name.upper()}" for name in config.Settings.model_fields} - host_side
     for name in ("serve", "serve-cpu"):
         assert set(services[name]["environment"]) == settings, name
+    done = subprocess.run([*compose, "-f", str(COMPOSE_FILE), "--profile", "cluster", "config"], capture_output=True,
+                          text=True, env=env, timeout=60, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    cluster = yaml.safe_load(done.stdout)["services"]["serve-cluster"]["environment"]
+    assert settings <= set(cluster), settings - set(cluster)
 
 
 def test_without_root_or_engine_the_smoke_test_is_skipped_with_the_reason(monkeypatch: pytest.MonkeyPatch) -> None:

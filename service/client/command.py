@@ -1,8 +1,10 @@
 """Stream a webcam or a video file to a PKDOT server and print the results live (`pkdot stream`).
 
-Exit status: 0 the stream ended (end of the file, --max-frames, --duration or Ctrl-C); 2 bad arguments or a source
-that cannot be read; 3 the server cannot be reached; 4 the server refused the stream (API key, unknown task or
-model, server full); 5 the stream broke off (connection lost, server shutting down, or no answer for --timeout s).
+A broken connection (a cluster replica that died, a server restarting) is reconnected with backoff
+(--reconnect). Exit status: 0 the stream ended (end of the file, --max-frames, --duration or Ctrl-C); 2 bad arguments
+or a source that cannot be read; 3 the server cannot be reached; 4 the server refused the stream (API key, unknown
+task or model, server full); 5 the stream broke off (connection lost, server shutting down, or no answer for
+--timeout s), and reconnecting did not help.
 """
 
 from __future__ import annotations
@@ -46,6 +48,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="take the first SECONDS as the person's neutral baseline; results then show the change")
     p.add_argument("--timeout", type=_positive(float), default=10.0,
                    help="give up when frames get no answer for this many seconds (default 10)")
+    p.add_argument("--reconnect", type=int, default=5, metavar="N",
+                   help="when the connection breaks (a cluster replica died, the server restarted), reconnect with "
+                        "backoff up to N tries in a row (default 5; 0: never)")
     p.add_argument("--json", action="store_true",
                    help="print every server message as one JSON line (with latency_ms), then a summary line")
 
@@ -99,6 +104,11 @@ class Printer:
             self._note(f"{where}: {msg.get('error', {}).get('message', 'error')}")
         elif kind == "calibrating":
             self._note(f"calibrating for {msg.get('seconds'):g} s: keep a neutral face")
+        elif kind == "reconnecting":
+            self._note(f"{msg.get('reason')}; reconnecting in {msg.get('delay_s'):g} s (try {msg.get('attempt')})")
+        elif kind == "reconnected":
+            where = f" (replica {msg['replica']})" if msg.get("replica") else ""
+            self._note(f"reconnected{where}; the window and any baseline start afresh")
         elif kind == "calibrated":
             self._note(f"baseline set from {msg.get('frames')} frames; 'vs base' is the change from it")
 
@@ -147,6 +157,9 @@ class Printer:
         lines = [f"frames: read {s['frames_read']}, sent {s['sent']}, answered {s['answered']} ({s['faces']} with a "
                  f"face), dropped {s['dropped']}, errors {s['errors']}, unanswered {s['unanswered']}, "
                  f"skipped {s['skipped']}"]
+        if s["reconnects"]:
+            lines.append(f"reconnects: {s['reconnects']}; {s['lost']} frame(s) in flight on broken connections were "
+                         "never answered")
         if lat["p50"] is not None:
             lines.append(f"latency ms: p50 {lat['p50']:.1f}  p95 {lat['p95']:.1f}  p99 {lat['p99']:.1f}  "
                          f"mean {lat['mean']:.1f}  max {lat['max']:.1f}")
@@ -179,7 +192,8 @@ def run(args: argparse.Namespace) -> int:
     fps = args.fps or (CAMERA_FPS if source.live else None)
     options = StreamOptions(url=url, api_key=args.api_key, fps=fps, window=args.window, realtime=not args.fast,
                             max_frames=args.max_frames, duration=args.duration, max_width=args.width,
-                            quality=args.quality, timeout=args.timeout, calibrate=args.calibrate)
+                            quality=args.quality, timeout=args.timeout, calibrate=args.calibrate,
+                            reconnect=max(args.reconnect, 0))
     printer = Printer(args.task, args.json)
     streamer = Streamer(source, options, printer.message)
 

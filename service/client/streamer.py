@@ -3,7 +3,14 @@
 The server answers every frame it processes with a JSON message carrying the frame's `seq` (its 0-based number
 among the binary messages of the connection). A frame that waited while a newer one arrived is dropped by the
 server and never answered, and the server answers in order, so an answer for `seq` settles every earlier frame
-still in flight: those were dropped. At the end, sent == answered + errors + dropped + unanswered.
+still in flight: those were dropped.
+
+When the connection breaks (lost without a close frame, as when a cluster replica dies; or closed with 1001
+going away, 1011 internal error, 1012 restart) the streamer reconnects on its own, waiting 0.5, 1, 2, 4, 8 s
+between tries (`reconnect` tries in a row; a connection that gets an answer starts the count again), and goes on
+with the source's next frames on the new connection, whose `seq` starts again at 0. The frames in flight on the
+broken connection were not answered and never will be: they are counted as `lost`. Refusals (1003, 1008, 1009,
+1013) end the stream. At the end, sent == answered + errors + dropped + lost + unanswered.
 """
 
 from __future__ import annotations
@@ -22,6 +29,8 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from service.client.sources import FrameSource, encode_jpeg
 
 REFUSALS = {1003: "unsupported data", 1008: "policy", 1009: "message too big", 1013: "try again later"}
+RETRY_CODES = {1001, 1006, 1011, 1012}  # going away, lost (no close frame), internal error, service restart
+BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 8.0)  # waits before the 1st, 2nd, ... try; the last repeats
 MAX_MESSAGE = 4 * 1024 * 1024  # answers are small; this only bounds a misbehaving server
 
 
@@ -47,6 +56,7 @@ class StreamOptions:
     timeout: float = 10.0  # give up when frames wait this long without any answer
     open_timeout: float = 10.0
     calibrate: float | None = None  # ask for a baseline over the first N seconds
+    reconnect: int = 5  # tries in a row to reconnect after the connection breaks; 0: never
 
 
 @dataclass
@@ -59,7 +69,10 @@ class StreamStats:
     errors: int = 0  # frames the server refused (undecodable, too large, inference failed)
     unanswered: int = 0  # still in flight when the stream ended
     skipped: int = 0  # not sent: the window was full when a live frame was due
-    server_dropped: int = 0  # the `dropped` field of the last result
+    server_dropped: int = 0  # the `dropped` field of the last result (of all connections)
+    lost: int = 0  # in flight when a connection broke: never answered
+    reconnects: int = 0  # connections after the first
+    replicas: list[str] = field(default_factory=list)  # X-PKDOT-Replica of each connection (a cluster's replica)
     latencies_ms: list[float] = field(default_factory=list)
     duration_s: float = 0.0
 
@@ -72,7 +85,8 @@ class StreamStats:
             latency = {k: round(float(v), 2) for k, v in latency.items()}
         return {"type": "summary", "frames_read": self.frames_read, "sent": self.sent, "answered": self.answered,
                 "faces": self.faces, "dropped": self.dropped, "errors": self.errors, "unanswered": self.unanswered,
-                "skipped": self.skipped, "server_dropped": self.server_dropped, "latency_ms": latency,
+                "skipped": self.skipped, "server_dropped": self.server_dropped, "lost": self.lost,
+                "reconnects": self.reconnects, "replicas": self.replicas, "latency_ms": latency,
                 "duration_s": round(self.duration_s, 3),
                 "answers_per_s": round(self.answered / self.duration_s, 2) if self.duration_s > 0 else None}
 
@@ -94,38 +108,78 @@ class Streamer:
         self._closed = asyncio.Event()
         self._stopping = asyncio.Event()
         self._last_answer = time.monotonic()
+        self._seq = 0  # the next frame's seq on the current connection
 
     def stop(self) -> None:
         """Finish gracefully: send no more frames, wait for the ones in flight, close."""
         self._stopping.set()
 
     async def run(self) -> StreamStats:
-        ws = await self._connect()
         t0 = time.perf_counter()
+        try:
+            ws = await self._connect()
+            tries = 0
+            while True:
+                answered = self.stats.answered + self.stats.errors
+                broken = await self._session(ws)
+                if broken is None:
+                    return self.stats
+                if self.stats.answered + self.stats.errors > answered:
+                    tries = 0  # the connection worked: a new run of tries
+                if broken.code not in RETRY_CODES or self._stopping.is_set() or tries >= self.options.reconnect:
+                    raise broken
+                ws, tries = await self._reconnect(broken, tries)
+        finally:
+            self.stats.duration_s = time.perf_counter() - t0
+            self.stats.unanswered = len(self.inflight)
+
+    async def _session(self, ws: ClientConnection) -> StreamFailed | None:
+        """Stream on one connection until the source ends (None) or the connection breaks (the failure)."""
+        self._closed = asyncio.Event()
+        self.inflight.clear()
+        self._seq = 0
+        replica = ws.response.headers.get("x-pkdot-replica") if ws.response is not None else None
+        if replica:
+            self.stats.replicas.append(replica)
         receiver = asyncio.create_task(self._receive(ws))
-        failure: StreamFailed | None = None
         server_closed = False  # the server (or the network) closed the connection before this side did
         try:
-            if self.options.calibrate:
+            if self.options.calibrate and not self.stats.reconnects:
                 await ws.send(json.dumps({"type": "calibrate", "seconds": self.options.calibrate}))
             await self._send_frames(ws)
             await self._wait(lambda: not self.inflight)
         except (ConnectionClosed, _Closed):
             server_closed = True
-        except StreamFailed as exc:
-            failure = exc
         finally:
-            self.stats.duration_s = time.perf_counter() - t0
-            self.stats.unanswered = len(self.inflight)
             server_closed = server_closed or self._closed.is_set()
             await ws.close(1000, "end of stream")
             with contextlib.suppress(TimeoutError):  # wait_for cancels the receiver then
                 await asyncio.wait_for(receiver, timeout=self.options.timeout)
-        if server_closed:
-            raise self._closed_by_server(ws)
-        if failure is not None:
-            raise failure
-        return self.stats
+        return self._closed_by_server(ws) if server_closed else None
+
+    async def _reconnect(self, broken: StreamFailed, tries: int) -> tuple[ClientConnection, int]:
+        """A new connection after `broken`, with backoff; the frames in flight on the old one are lost."""
+        self.stats.lost += len(self.inflight)
+        self.inflight.clear()
+        while True:
+            delay = BACKOFF_S[min(tries, len(BACKOFF_S) - 1)]
+            tries += 1
+            self.on_message({"type": "reconnecting", "attempt": tries, "delay_s": delay, "reason": broken.message},
+                            None)
+            await self._sleep(delay)
+            if self._stopping.is_set():
+                raise broken
+            try:
+                ws = await self._connect()
+            except StreamFailed as exc:
+                if exc.kind != "unreachable" or tries >= self.options.reconnect:
+                    raise StreamFailed(broken.kind, f"{broken.message}; {tries} reconnect tries failed, the last: "
+                                                    f"{exc.message}", broken.code) from None
+                continue
+            self.stats.reconnects += 1
+            self.on_message({"type": "reconnected", "attempt": tries,
+                             "replica": ws.response.headers.get("x-pkdot-replica") if ws.response else None}, None)
+            return ws, tries
 
     async def _connect(self) -> ClientConnection:
         o = self.options
@@ -182,12 +236,14 @@ class Streamer:
             data = await asyncio.to_thread(encode_jpeg, frame.bgr, o.max_width, o.quality)
             if not self.inflight:
                 self._last_answer = time.monotonic()  # the answer timeout counts from here
-            self.inflight[stats.sent] = time.perf_counter()  # before sending: the answer may come at once
+            seq = self._seq
+            self.inflight[seq] = time.perf_counter()  # before sending: the answer may come at once
             try:
                 await ws.send(data)
             except ConnectionClosed:
-                del self.inflight[stats.sent]  # not sent
+                del self.inflight[seq]  # not sent
                 raise
+            self._seq += 1
             stats.sent += 1
 
     async def _sleep(self, seconds: float) -> None:

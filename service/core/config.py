@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MiB = 1024 * 1024
@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     providers: Literal["auto", "cpu", "cuda", "tensorrt"] = "auto"  # auto: TensorRT > CUDA > CPU, as available
     require_gpu: bool = False  # readiness fails unless every model runs on a GPU provider
     warmup: bool = True  # run every graph once per batch size the batcher uses before reporting ready
+    backend: Literal["onnxruntime", "triton"] = "onnxruntime"  # triton: graphs run on a Triton server, over gRPC
+    triton_url: str = "127.0.0.1:8001"  # the Triton server's gRPC address (backend triton)
+    triton_model_name: str = "{graph}"  # Triton model name of each graph; {model}: the folder's model name
+    triton_timeout_s: float = Field(10.0, gt=0)  # one Triton call; longer: the frame fails with 503
 
     # -- inference ---------------------------------------------------------------------------------------------------
     # Batching: a batch is whatever waited while the graph's previous call ran (up to max_batch_size rows), plus
@@ -67,9 +71,23 @@ class Settings(BaseSettings):
     max_calibration_s: float = Field(60.0, gt=0)
     default_calibration_s: float = Field(3.0, gt=0)
 
+    # -- cluster (pkdot serve --cluster: Ray Serve) -------------------------------------------------------------------
+    replica_num_cpus: float = Field(1.0, ge=0)  # Ray CPUs each replica reserves (it decodes, finds faces, runs models)
+    replica_num_gpus: float = Field(0.0, ge=0)  # Ray GPUs each replica reserves; > 0 places replicas on GPU nodes only
+    min_replicas: int = Field(1, ge=1, le=1000)
+    max_replicas: int = Field(4, ge=1, le=1000)
+    target_streams: float = Field(8.0, gt=0)  # autoscaling: open streams per replica it aims at
+    target_queued_frames: float = Field(2.0, gt=0)  # autoscaling: frames waiting per replica it aims at
+
     # -- access ------------------------------------------------------------------------------------------------------
     api_key: SecretStr | None = None  # off by default; when set, REST needs header X-API-Key, WebSocket ?api_key=
     cors_origins: list[str] = []  # e.g. ["https://app.example.org"]; ["*"] allows any origin
+
+    @model_validator(mode="after")
+    def _replicas_in_order(self) -> Settings:
+        if self.max_replicas < self.min_replicas:
+            raise ValueError(f"max_replicas ({self.max_replicas}) is below min_replicas ({self.min_replicas})")
+        return self
 
     def resolved_preprocess_threads(self) -> int:
         return self.preprocess_threads or max(os.cpu_count() or 1, 1)

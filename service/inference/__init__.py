@@ -1,6 +1,7 @@
 """Inference: model folders -> ONNX Runtime sessions -> predictions.
 
     runtime.py      ONNX Runtime sessions: provider choice (TensorRT > CUDA > CPU) and the provider really used
+    triton.py       the same graphs on a Triton Inference Server over gRPC (backend triton; TritonGraph)
     models.py       one model folder loaded and checked against its manifest (LoadedModel, load_model)
     registry.py     every loaded model, the default student per task, the teachers (ModelRegistry)
     batching.py     cross-request micro-batching: one worker per graph (MicroBatcher)

@@ -22,13 +22,16 @@ from service.core.errors import ModelLoadError
 from service.inference.batching import MicroBatcher
 from service.inference.privileged import example_input
 from service.inference.runtime import GPU_PROVIDERS, GraphSession, open_graph, requested_providers
+from service.inference.triton import TritonGraph, open_triton_graphs
+
+Graph = GraphSession | TritonGraph  # run(inputs) -> outputs, provider, providers
 
 
 @dataclass
 class LoadedModel:
     folder: Path
     manifest: Manifest
-    graphs: dict[str, GraphSession]
+    graphs: dict[str, Graph]
     batchers: dict[str, MicroBatcher] = field(default_factory=dict)
     load_seconds: float = 0.0
 
@@ -145,16 +148,22 @@ def batch_sizes(max_batch: int) -> list[int]:
     return [*sizes, max_batch]
 
 
+def open_graphs(folder: Path, manifest: Manifest, settings: Settings) -> dict[str, Graph]:
+    """Every graph of the folder: ONNX Runtime sessions here, or the same graphs on a Triton server."""
+    if settings.backend == "triton":
+        return open_triton_graphs(manifest, settings)
+    providers = requested_providers(settings.providers)
+    return {name: open_graph(name, folder / g.file, g, providers, settings.ort_intra_op_threads)
+            for name, g in manifest.graphs.items()}
+
+
 def load_model(folder: Path, settings: Settings, manifest: Manifest | None = None) -> LoadedModel:
     """Validate, verify and open one folder (blocking). Raises ModelLoadError naming the folder."""
     t0 = time.perf_counter()
     try:
         manifest = load_manifest(folder, verify=True)
         _check_contract(manifest)
-        providers = requested_providers(settings.providers)
-        graphs = {name: open_graph(name, folder / g.file, g, providers, settings.ort_intra_op_threads)
-                  for name, g in manifest.graphs.items()}
-        model = LoadedModel(folder, manifest, graphs)
+        model = LoadedModel(folder, manifest, open_graphs(folder, manifest, settings))
         if settings.warmup:
             warm_up(model, batch_sizes(settings.max_batch_size))
     except (ModelFolderError, ModelLoadError) as exc:

@@ -26,7 +26,7 @@ PROVIDER_NAMES = {
     "CUDAExecutionProvider": "CUDA",
     "CPUExecutionProvider": "CPU",
 }
-GPU_PROVIDERS = {"TensorRT", "CUDA"}
+GPU_PROVIDERS = {"TensorRT", "CUDA", "Triton:GPU"}  # Triton: the instance group's kind
 PREFERENCE = {
     "auto": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
     "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],

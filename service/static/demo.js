@@ -42,6 +42,8 @@
     canvas: document.createElement("canvas"), // frame capture
     messageKind: null,
     serverSeen: false, // /readyz answered once
+    lost: 0, // frames in flight when a connection broke, over every connection since Start
+    reconnects: 0,
   };
   let stream = freshStream();
 
@@ -178,6 +180,7 @@
     ui.stage.classList.add("mirror");
     ui.note.textContent = "";
     state.running = true;
+    state.lost = 0;
     ui.start.disabled = false;
     ui.start.textContent = "Stop";
     ui.start.classList.add("running");
@@ -297,10 +300,16 @@
     }
     const delay = Math.min(2 ** state.attempts, 30);
     state.attempts += 1;
+    if (wasOpen) { // the server's seq numbers end here: what was in flight will never be answered
+      state.lost += stream.inflight.size;
+      state.reconnects += 1;
+      stream.inflight.clear();
+      renderStats();
+    }
     let why;
     if (code === 1013) why = `The server is full (${reason || "too many streams"}).`;
     else if (code === 1001) why = "The server is shutting down or restarting.";
-    else if (wasOpen) why = `Lost the connection to the server (code ${code}).`;
+    else if (wasOpen) why = `Lost the connection to the server (code ${code}${reason ? ": " + reason : ""}).`;
     else why = `Cannot reach the server at ${location.host}. Is it running?`;
     say("connection", `${why} Trying again in ${delay} s\u2026`, "error");
     setStatus(wasOpen ? "disconnected" : "server unreachable", "bad");
@@ -478,6 +487,7 @@
     $("stat-faces").textContent = stream.faces;
     $("stat-dropped").textContent = stream.dropped;
     $("stat-skipped").textContent = stream.skipped;
+    $("stat-lost").textContent = state.lost;
     const lat = stream.latencies;
     $("stat-latency").textContent = lat.length
       ? `${Math.round(lat[lat.length - 1])} / ${Math.round(median(lat))} ms` : "\u2013";

@@ -30,6 +30,10 @@ class StreamRegistry:
         self._open.add(stream)
         return True
 
+    def waiting_frames(self) -> int:
+        """Frames that arrived and wait for their stream's processor (at most one per stream)."""
+        return sum(s.frame_waiting for s in self._open)
+
     def discard(self, stream: StreamSession) -> None:
         self._open.discard(stream)
 

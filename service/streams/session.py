@@ -100,6 +100,11 @@ class StreamSession:
         self.received = self.processed = self.dropped = self.errors = self.faces = 0
         self.latency_ms_sum = 0.0
 
+    @property
+    def frame_waiting(self) -> bool:
+        """A frame waits in the slot for the processor (the stream is behind by one frame)."""
+        return self._slot.waiting
+
     # -- lifecycle ---------------------------------------------------------------------------------------------------
 
     async def run(self) -> None:

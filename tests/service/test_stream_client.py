@@ -168,7 +168,8 @@ def test_server_shutting_down_mid_stream(model_root: Path, face_video: Path, cap
     server = LiveServer(make_settings(model_root)).start()
     codes: list[int] = []
     client = threading.Thread(target=lambda: codes.append(stream(face_video, "--url", server.ws, "--json",
-                                                                 "--fps", "5", "--timeout", "5")))
+                                                                 "--fps", "5", "--timeout", "5",
+                                                                 "--reconnect", "0")))
     client.start()
     try:
         deadline = time.monotonic() + 30
