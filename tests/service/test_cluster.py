@@ -245,21 +245,28 @@ def test_streams_spread_over_replicas_and_survive_a_killed_replica(cluster, stre
     assert cluster.status("/readyz") == 200
 
 
-async def _hold_streams(url: str, frame: bytes, n: int, until) -> list[int]:
-    """n streams sending a frame every 0.2 s until `until()` (polled every 3 s) is true; the answers each got."""
+async def _hold_streams(url: str, frame: bytes, n: int, until) -> list[tuple[int, int]]:
+    """n streams sending a frame every 0.2 s until `until()` (polled every 3 s) is true; per stream, the answers it
+    got and how often its connection dropped (a stream then reconnects at once, as `pkdot stream` does)."""
     from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosedError
 
     done = asyncio.Event()
 
-    async def one() -> int:
-        answers = 0
-        async with connect(url, compression=None) as ws:
-            while not done.is_set():
-                await ws.send(frame)
-                json.loads(await ws.recv())
-                answers += 1
+    async def one() -> tuple[int, int]:
+        answers = drops = 0
+        while not done.is_set():
+            try:
+                async with connect(url, compression=None) as ws:
+                    while not done.is_set():
+                        await ws.send(frame)
+                        json.loads(await ws.recv())
+                        answers += 1
+                        await asyncio.sleep(0.2)
+            except (ConnectionClosedError, OSError):
+                drops += 1
                 await asyncio.sleep(0.2)
-        return answers
+        return answers, drops
 
     async def watch() -> None:
         while not await asyncio.to_thread(until):
@@ -292,6 +299,9 @@ def test_autoscaling_adds_a_replica_for_open_streams(model_root: Path, frames: l
         answers = asyncio.run(_hold_streams(c.url.replace("http", "ws") + "/ws/stream?task=pain", frames[0], 6,
                                             scaled))
         assert seen[-1] == 2, seen  # scaled up within the time
-        assert min(answers) >= 25  # every stream kept being answered meanwhile
+        # every stream kept being answered meanwhile; when the ingress takes the new replica in, an open stream may
+        # be cut once (docs/cluster.md) and its client reconnects
+        assert min(a for a, _ in answers) >= 25, answers
+        assert max(d for _, d in answers) <= 1, answers
     finally:
         c.stop()

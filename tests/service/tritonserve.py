@@ -59,6 +59,11 @@ def main(argv: list[str]) -> int:
     # library the stub then imports (a distribution's older libpython lacks what this one's stdlib calls).
     os.environ["LD_LIBRARY_PATH"] = ":".join(filter(None, [sysconfig.get_config_var("LIBDIR"),
                                                            os.environ.get("LD_LIBRARY_PATH")]))
+    import logging
+
+    # pytriton's own progress (server start, model loading) to stderr: what the test shows if start-up stalls
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
+    print("starting tritonserver", flush=True)
     from pytriton.triton import Triton, TritonConfig
 
     config = TritonConfig(grpc_port=grpc_port, http_port=http_port, metrics_port=metrics_port, log_verbose=0)
@@ -66,6 +71,7 @@ def main(argv: list[str]) -> int:
         graphs = sorted(p.parent for p in folder.glob("*/config.pbtxt"))
         for graph_dir in graphs:
             _bind(triton, graph_dir, graph_dir.name)
+            print(f"bound {graph_dir.name}", flush=True)
         if "--bad" in argv:
             _bind(triton, graphs[0], f"{graphs[0].name}-bad", bad=True)
         triton.run()
