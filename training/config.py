@@ -36,6 +36,7 @@ class DataConfig:
     target_stride: int = 4  # Aff-Wild2: every n-th annotated frame is a clip target (1: all)
     workers: int = 0  # DataLoader worker processes
     augment: bool = True  # training clips: random horizontal flip and a shift of up to 2 px (the whole clip alike)
+    photometric: float = 0.0  # with augment: strength of random contrast, brightness and colour gains per clip (0: off)
 
 
 @dataclass
@@ -47,17 +48,25 @@ class OptimConfig:
     epochs: int = 20
     batch_size: int = 32
     drop_last: bool = True  # PKDOT's structure loss needs full batches
+    schedule: str = "plateau"  # "plateau" (ReduceLROnPlateau below) | "cosine" (warm-up, then cosine decay per step)
+    warmup_epochs: float = 1.0  # cosine: epochs of linear warm-up from lr/10
     plateau_patience: int = 3  # ReduceLROnPlateau on the validation metric
     plateau_factor: float = 0.5
     grad_clip: float = 5.0
     bn_recalibration_batches: int = 16  # precise BatchNorm statistics before each evaluation (0: off)
+    precision: str = "fp32"  # "bf16": training forward passes under bf16 autocast (weights and evaluation stay fp32)
 
 
 @dataclass
 class KDConfig:
     method: str = "none"  # a key of training.losses.KD_LOSSES
+    # "cached": the teacher's outputs on each training clip's evaluation view, computed once per run; "online": the
+    # teacher runs on every augmented batch beside the student (the released code's way; slower). See
+    # training/teacher_targets.py.
+    teacher: str = "cached"
     weight: float = 0.6  # λ in loss = task_loss + λ·kd_loss (PKDOT paper: 0.6)
-    params: dict[str, dict[str, Any]] = field(default_factory=dict)  # options per method: {pkdot: {k: 30}}
+    # options per method, λ included where a method has its own: {pkdot: {k: 30}, fitnet: {weight: 1.0}}
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -149,7 +158,13 @@ def _validate(cfg: RunConfig) -> None:
         (cfg.data.pain_classes in ("five", "binary"), "data.pain_classes must be five or binary"),
         (cfg.optim.epochs >= 1 and cfg.optim.batch_size >= 2, "optim.epochs >= 1 and optim.batch_size >= 2"),
         (cfg.optim.optimizer in ("adam", "adamw", "sgd"), "optim.optimizer must be adam, adamw or sgd"),
+        (cfg.optim.precision in ("fp32", "bf16"), "optim.precision must be fp32 or bf16"),
+        (cfg.kd.teacher in ("cached", "online"), "kd.teacher must be cached or online"),
+        (cfg.optim.schedule in ("plateau", "cosine"), "optim.schedule must be plateau or cosine"),
         (cfg.optim.lr > 0, "optim.lr must be positive"),
+        (isinstance(cfg.kd.params, dict) and all(isinstance(v, dict) for v in cfg.kd.params.values()),
+         f"kd.params must map each method to its options (e.g. kd.params.pkdot.k=8), not {cfg.kd.params!r}"),
+        (0.0 <= cfg.data.photometric <= 2.0, "data.photometric must be in [0, 2]"),
         (cfg.kind == "teacher" or bool(cfg.teacher_run),
          f"a {cfg.kind} run needs teacher_run (the teacher's run folder: --teacher RUN)"),
         (0 <= cfg.data.fold < cfg.data.folds or cfg.data.split == "loso", "data.fold must be in [0, data.folds)"),

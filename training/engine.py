@@ -29,7 +29,7 @@ from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
 from pkdot_contract.tasks import pain_labels
-from training.config import RunConfig, config_changes
+from training.config import OptimConfig, RunConfig, config_changes
 from training.errors import ConfigError
 from training.metrics import PRIMARY_METRIC, confusion_matrix, per_subject, task_metrics
 from training.objectives import TARGET_KEY, predictions
@@ -76,6 +76,25 @@ def recalibrate_batchnorm(objective: nn.Module, loader: DataLoader, device: torc
         m.momentum = momentum
 
 
+def make_scheduler(optimizer: torch.optim.Optimizer, o: OptimConfig, steps_per_epoch: int = 1) -> object:
+    """The learning-rate schedule. "plateau": ReduceLROnPlateau on the validation metric, stepped per epoch.
+    "cosine": a linear warm-up over the first `warmup_epochs` from lr/10, then a cosine decay to lr/20 at the last
+    step, stepped per batch."""
+    if o.schedule == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=o.plateau_factor,
+                                                          patience=o.plateau_patience)
+    total = max(1, o.epochs * steps_per_epoch)
+    warmup = min(total - 1, round(o.warmup_epochs * steps_per_epoch))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return 0.1 + 0.9 * step / warmup
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return 0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
 class Trainer:
     """Fits `objective` (see training.objectives) with the run configuration and writes the run folder."""
 
@@ -86,6 +105,7 @@ class Trainer:
         self.rank, self.world = init_distributed(cfg.device)
         self.progress = progress and self.rank == 0
         self.kind_metric = "neg_loss" if cfg.kind == "tnet" else PRIMARY_METRIC[cfg.task]
+        self.objective.precision = cfg.optim.precision  # read by training.objectives.mixed_precision
         self.objective.to(self.device)
         if self.device.type == "cpu":  # oneDNN's 2D convolutions: ~1.8x faster forward + backward in channels-last
             self.objective.to(memory_format=torch.channels_last)
@@ -97,8 +117,7 @@ class Trainer:
             self.optimizer = torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
         else:
             self.optimizer = torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            self.optimizer, mode="max", factor=o.plateau_factor, patience=o.plateau_patience)
+        self.scheduler: object = None  # made in fit(), where the steps per epoch are known
         self.train_module: nn.Module = objective
         if self.world > 1:
             self.train_module = nn.parallel.DistributedDataParallel(objective, find_unused_parameters=True)
@@ -173,6 +192,8 @@ class Trainer:
             if self.cfg.optim.grad_clip > 0:
                 nn.utils.clip_grad_norm_(self.objective.parameters(), self.cfg.optim.grad_clip)
             self.optimizer.step()
+            if not isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                self.scheduler.step()  # a schedule over steps
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach())
             n += 1
@@ -214,8 +235,9 @@ class Trainer:
         if self.rank == 0:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self.cfg.save(self.run_dir / "config.json")
-        self._resume()
         loader = self._loader(train, train=True)
+        self.scheduler = make_scheduler(self.optimizer, self.cfg.optim, len(loader))
+        self._resume()
         started = time.perf_counter()
         for epoch in range(self.start_epoch, self.cfg.optim.epochs):
             row = {"epoch": epoch + 1, **self.train_epoch(loader, epoch, max_steps)}
@@ -224,7 +246,8 @@ class Trainer:
             row.update({f"val_{k}": v for k, v in val_metrics.items() if not k.startswith("_")})
             row["lr"] = self.optimizer.param_groups[0]["lr"]
             score = val_metrics[self.kind_metric]
-            self.scheduler.step(score)
+            if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                self.scheduler.step(score)
             self.history.append(row)
             if self.rank == 0:
                 if score > self.best:

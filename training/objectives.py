@@ -10,13 +10,27 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn as nn
 
-from training.losses import TNetLoss, create_kd_loss, create_task_loss
+from training.losses import NoKDLoss, TNetLoss, create_kd_loss, create_task_loss
 
 TARGET_KEY = {"pain": "label", "affect": "va"}
 OUTPUT_KEY = {"pain": "logits", "affect": "va"}
+
+
+def mixed_precision(module: nn.Module, batch: dict) -> contextlib.AbstractContextManager:
+    """bf16 autocast around a forward pass while `module` trains with `module.precision == "bf16"`; evaluation and
+    BatchNorm recalibration stay in float32."""
+    on = getattr(module, "precision", "fp32") == "bf16" and module.training
+    return torch.autocast(batch["video"].device.type, dtype=torch.bfloat16, enabled=on)
+
+
+def as_float32(out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Model outputs back in float32, so losses never compute in bf16."""
+    return {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in out.items()}
 
 
 def privileged_input(batch: dict) -> torch.Tensor:
@@ -35,7 +49,8 @@ class TeacherObjective(nn.Module):
         self.task_loss = create_task_loss(task)
 
     def forward_model(self, batch: dict) -> dict[str, torch.Tensor]:
-        return self.model(batch["video"], privileged_input(batch))
+        with mixed_precision(self, batch):
+            return as_float32(self.model(batch["video"], privileged_input(batch)))
 
     def forward(self, batch: dict) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         out = self.forward_model(batch)
@@ -74,12 +89,13 @@ class DistillObjective(nn.Module):
     """loss = task_loss(student) + KD(teacher z, student z[, logits]); the KD module carries λ as its weight."""
 
     def __init__(self, student: nn.Module, teacher: nn.Module, task: str, method: str, weight: float,
-                 params: dict | None = None) -> None:
+                 params: dict | None = None, teacher_targets: object | None = None) -> None:
         super().__init__()
         self.model, self.task = student, task
         self.teacher = teacher.eval().requires_grad_(False)
+        self.teacher_targets = teacher_targets  # a training.teacher_targets.TeacherTargets, or None: run the teacher
         self.task_loss = create_task_loss(task)
-        self.kd = create_kd_loss(method, task=task, weight=weight, **(params or {}))
+        self.kd = create_kd_loss(method, task=task, **{"weight": weight, **(params or {})})  # params may set λ
 
     def train(self, mode: bool = True) -> DistillObjective:
         super().train(mode)
@@ -87,14 +103,20 @@ class DistillObjective(nn.Module):
         return self
 
     def forward_model(self, batch: dict) -> dict[str, torch.Tensor]:
-        return self.model(batch["video"])
+        with mixed_precision(self, batch):
+            return as_float32(self.model(batch["video"]))
 
     def forward(self, batch: dict) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         out = self.forward_model(batch)
         task = self.task_loss(out[OUTPUT_KEY[self.task]], batch[TARGET_KEY[self.task]])
         if not self.training:  # evaluation: the student alone (the teacher needs the privileged input)
             return {"loss": task, "task": task.detach()}, out
-        with torch.no_grad():
-            t = self.teacher(batch["video"], privileged_input(batch))
+        if isinstance(self.kd, NoKDLoss):  # the visual-only student: nothing to ask the teacher
+            return {"loss": task, "task": task.detach(), "kd": torch.zeros(())}, out
+        if self.teacher_targets is not None:
+            t = self.teacher_targets.lookup(batch)
+        else:
+            with torch.no_grad(), mixed_precision(self, batch):
+                t = as_float32(self.teacher(batch["video"], privileged_input(batch)))
         kd = self.kd(t["embedding"], out["embedding"], t.get("logits"), out.get("logits"))
         return {"loss": task + kd, "task": task.detach(), "kd": kd.detach()}, out

@@ -16,6 +16,7 @@ from training.engine import Trainer, set_seed
 from training.errors import ConfigError
 from training.models import MODELS, create_model
 from training.objectives import DistillObjective, TeacherObjective, TNetObjective
+from training.teacher_targets import TeacherTargets
 
 log = logging.getLogger(__name__)
 
@@ -110,8 +111,11 @@ def run_training(cfg: RunConfig, progress: bool = True, max_steps: int | None = 
         student = build_model(cfg, data.num_classes)
         if cfg.tnet_run:
             student.load_tnet(_tnet_state(cfg.tnet_run))
+        targets = None
+        if cfg.kd.method != "none" and cfg.kd.teacher == "cached":
+            targets = TeacherTargets(teacher, data.train_eval(), cfg.optim.batch_size, torch.device(cfg.device))
         objective = DistillObjective(student, teacher, cfg.task, cfg.kd.method, cfg.kd.weight,
-                                     cfg.kd.params.get(cfg.kd.method, {}))
+                                     cfg.kd.params.get(cfg.kd.method, {}), targets)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "split.json").write_text(json.dumps(data.split.keys(), indent=1) + "\n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -54,12 +55,24 @@ def crop_face(rgb: np.ndarray, box: FaceBox, spec: CropSpec) -> np.ndarray:
     return cv2.warpAffine(rgb, m, (spec.size, spec.size), flags=interp, borderMode=cv2.BORDER_REPLICATE)
 
 
+@lru_cache(maxsize=16)
+def _normalise_table(mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
+    """float32 (1, 256, 3): (v / 255 - mean_c) / std_c for every uint8 value v and output channel c."""
+    v = np.arange(256, dtype=np.float32)[:, None] * np.float32(1.0 / 255.0)  # (256, 1)
+    table = (v - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)  # (256, 3)
+    return np.ascontiguousarray(table[None])
+
+
 def to_model_input(crops: np.ndarray, spec: CropSpec) -> np.ndarray:
-    """uint8 RGB crops (..., S, S, 3) -> float32 (..., 3, S, S), channel order and mean/std of the spec."""
-    if crops.dtype != np.uint8 or crops.shape[-1] != 3:
+    """uint8 RGB crops (..., S, S, 3) -> float32 (..., 3, S, S), channel order and mean/std of the spec.
+
+    Each channel goes through a 256-entry table, (v / 255 - mean) / std, so a frame costs one look-up per value.
+    """
+    if crops.dtype != np.uint8 or crops.ndim < 3 or crops.shape[-1] != 3:
         raise ValueError(f"expected uint8 crops (..., S, S, 3), got {crops.dtype} {crops.shape}")
-    x = crops.astype(np.float32) * (1.0 / 255.0)  # (..., S, S, 3)
     if spec.colour == "BGR":
-        x = x[..., ::-1]
-    x = (x - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)
+        crops = crops[..., ::-1]
+    lead, (h, w) = crops.shape[:-3], crops.shape[-3:-1]
+    flat = np.ascontiguousarray(crops).reshape(-1, w, 3)  # (N·H, W, 3): one 3-channel image for OpenCV
+    x = cv2.LUT(flat, _normalise_table(tuple(spec.mean), tuple(spec.std))).reshape(*lead, h, w, 3)  # (..., H, W, 3)
     return np.ascontiguousarray(np.moveaxis(x, -1, -3))  # (..., 3, S, S)

@@ -258,8 +258,9 @@ class AffWild2Dataset(Dataset):
                  num_frames: int = 8, stride: int = 1, target_stride: int = 1, with_audio: bool = True,
                  sample_rate: int = AUDIO_RATE_HZ, n_mels: int = N_MELS, audio_window_s: float = 1.0,
                  frame_tolerance: int = FRAME_TOLERANCE, strict: bool = False,
-                 audio_cache_videos: int | None = None, augment: bool = False, mel_cache_mb: float = 256.0) -> None:
-        self.augment = augment
+                 audio_cache_videos: int | None = None, augment: bool = False, mel_cache_mb: float = 256.0,
+                 photometric: float = 0.0) -> None:
+        self.augment, self.photometric = augment, photometric
         if num_frames < 1 or stride < 1 or target_stride < 1:
             raise ConfigError("num_frames, stride and target_stride must be at least 1")
         if frame_tolerance < 0:
@@ -379,7 +380,8 @@ class AffWild2Dataset(Dataset):
         pos = np.maximum(np.searchsorted(v.cached_frames, clip, side="right") - 1, 0)  # (T,) nearest earlier crop
         crops = np.asarray(v.crops[v.cached_rows[pos]])  # (T, S, S, 3) uint8
         if self.augment:  # torch's RNG: seeded per DataLoader worker and by torch.manual_seed
-            crops = augment_clip(crops, np.random.default_rng(int(torch.randint(0, 2**62, (1,)))))
+            crops = augment_clip(crops, np.random.default_rng(int(torch.randint(0, 2**62, (1,)))),
+                                 photometric=self.photometric)
         safe = np.clip(clip, 0, len(v.labels) - 1)
         mask = inside & v.valid[safe]  # (T,)
         va_seq = np.where(mask[:, None], v.labels[safe], 0.0).astype(np.float32)  # (T, 2)

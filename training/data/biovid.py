@@ -6,7 +6,7 @@
     <root>/biosignals_filtered/<subject_name>/<sample_name>_bio.csv
 
 Faces come from the face-crop cache written by `pkdot prepare` (key `<subject_name>/<sample_name>`), biosignals
-from the release files through `pkdot_contract.preprocessing.signals` (the functions the service's teacher endpoint uses).
+from the release files through `pkdot_contract.preprocessing.signals` (as the service's teacher endpoint reads them).
 """
 
 from __future__ import annotations
@@ -15,8 +15,10 @@ import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
@@ -144,16 +146,48 @@ def tsn_indices(n: int, num_segments: int, train: bool, rng: np.random.Generator
     return lo + (rng.random(num_segments) * (hi - lo)).astype(np.int64)
 
 
-def augment_clip(crops: np.ndarray, rng: np.random.Generator, max_shift: int = 2) -> np.ndarray:
+def augment_clip(crops: np.ndarray, rng: np.random.Generator, max_shift: int = 2,
+                 photometric: float = 0.0) -> np.ndarray:
     """The same random horizontal flip and shift of up to `max_shift` px (edges replicated) for every frame of a
-    clip (T, S, S, 3): what detector jitter and mirrored cameras do, without changing the expression."""
-    if rng.random() < 0.5:
-        crops = crops[:, :, ::-1]
+    clip (T, S, S, 3): what detector jitter and mirrored cameras do, without changing the expression.
+
+    `photometric` > 0 also changes the clip's light and colour alike in every frame: contrast exp(N(0, 0.15 p)),
+    brightness N(0, 12 p) grey levels and a gain exp(N(0, 0.08 p)) per colour channel, p = photometric. Skin tone,
+    make-up, light and camera differ between people; the expression is in the geometry, so a student should not
+    lean on colour to tell who it sees.
+    """
+    flip = rng.random() < 0.5
     dy, dx = rng.integers(-max_shift, max_shift + 1, 2)
     s = crops.shape[1]
-    rows = np.clip(np.arange(s) - dy, 0, s - 1)
-    cols = np.clip(np.arange(s) - dx, 0, s - 1)
-    return np.ascontiguousarray(crops[:, rows][:, :, cols])
+    rows = np.clip(np.arange(s) - dy, 0, s - 1)  # (S,) source row of each output row
+    cols = np.clip(np.arange(s) - dx, 0, s - 1)  # (S,)
+    if flip:  # mirrored first, then shifted
+        cols = (s - 1) - cols
+    crops = crops.take(rows, axis=1).take(cols, axis=2)  # (T, S, S, 3)
+    if photometric > 0:
+        contrast = np.exp(rng.normal(0.0, 0.15 * photometric))
+        gain = contrast * np.exp(rng.normal(0.0, 0.08 * photometric, 3))  # (3,)
+        mean = float(crops.mean())
+        shift = rng.normal(0.0, 12.0 * photometric)
+        v = np.arange(256, dtype=np.float64)[:, None]  # (256, 1)
+        table = np.clip((v - mean) * gain + mean + shift + 0.5, 0, 255).astype(np.uint8)  # (256, 3) per channel
+        crops = cv2.LUT(crops.reshape(-1, s, 3), np.ascontiguousarray(table[None])).reshape(crops.shape)
+    return crops
+
+
+@lru_cache(maxsize=4096)  # 4096 windows of two channels: about 90 MB
+def _read_window(path: str, stamp: tuple[int, int], channels: tuple[str, ...], normalise: str) -> np.ndarray:
+    rate, chans = read_biosignal_csv(path, expected_rate_hz=BIOVID_RATE_HZ)
+    window = biosignal_window(chans, rate, channels, 0.0, WINDOW_S, normalise=normalise)  # (C, L)
+    window.flags.writeable = False  # shared by every dataset of this process
+    return window
+
+
+def _biosignal_window(path: Path, channels: tuple[str, ...], normalise: str) -> np.ndarray:
+    """The sample's 5.5 s window (C, L), parsed once per process for a file that has not changed: an experiment
+    builds the same datasets for every run, and parsing the CSV files was the larger part of building them."""
+    st = path.stat()
+    return _read_window(str(path), (st.st_mtime_ns, st.st_size), tuple(channels), normalise)
 
 
 class BioVidDataset(Dataset):
@@ -181,7 +215,7 @@ class BioVidDataset(Dataset):
                  samples: Sequence[BioVidSample | str] | None = None, *, num_frames: int = 10, train: bool = False,
                  channels: Sequence[str] = ("gsr",), signal: str = "raw", task: str = "five",
                  with_signal: bool = True, strict: bool = False, check_videos: bool = False,
-                 normalise: str = "zscore", augment: bool = False) -> None:
+                 normalise: str = "zscore", augment: bool = False, photometric: float = 0.0) -> None:
         if task not in TASKS:
             raise ConfigError(f"unknown BioVid task {task!r}: choose one of {', '.join(TASKS)}")
         if signal not in SIGNALS:
@@ -204,7 +238,7 @@ class BioVidDataset(Dataset):
             raise ConfigError(f"unknown biosignal normalisation {normalise!r}: choose one of "
                               f"{', '.join(NORMALISATIONS)}")
         self.normalise = normalise
-        self.augment = augment
+        self.augment, self.photometric = augment, photometric
 
         everything = read_samples_csv(self.root)
         if samples is None:
@@ -252,8 +286,7 @@ class BioVidDataset(Dataset):
         if not s.biosignal_path.is_file():
             return skip(s.key, "biosignal missing", f"{s.biosignal_path}: biosignal file not found")
         try:
-            rate, chans = read_biosignal_csv(s.biosignal_path, expected_rate_hz=BIOVID_RATE_HZ)
-            window = biosignal_window(chans, rate, self.channels, 0.0, WINDOW_S, normalise=self.normalise)  # (C, L)
+            window = _biosignal_window(s.biosignal_path, self.channels, self.normalise)  # (C, L)
         except SignalError as exc:
             detail = str(exc) if str(s.biosignal_path) in str(exc) else f"{s.biosignal_path}: {exc}"
             return skip(s.key, "biosignal unreadable", detail)
@@ -304,7 +337,7 @@ class BioVidDataset(Dataset):
         pick = order[tsn_indices(len(order), self.num_frames, self.train, rng)]  # (T,) rows of the cache entry
         crops = np.asarray(self._crops[i][pick])  # (T, S, S, 3) uint8
         if self.augment:
-            crops = augment_clip(crops, rng)
+            crops = augment_clip(crops, rng, photometric=self.photometric)
         item = {"video": torch.from_numpy(to_model_input(crops, self.spec)),  # (T, 3, S, S)
                 "label": self._label(s), "subject": s.subject_name, "key": s.key}
         if self.with_signal:

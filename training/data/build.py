@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from torch.utils.data import Dataset
@@ -19,6 +20,11 @@ class RunData:
     split: Split
     num_classes: int  # pain classes (5 or 2); 0 for affect
     frame_rate: float  # of the source videos (BioVid 25 fps)
+    make: Callable[[list, bool], Dataset]  # make(part, train): a dataset of a split part (train: sampling, augment)
+
+    def train_eval(self) -> Dataset:
+        """The training subjects as evaluation sees data: deterministic frames, no augmentation."""
+        return self.make(self.split.train, False)
 
 
 def build_datasets(data: DataConfig, task: str, *, privileged: bool = True, strict: bool = False) -> RunData:
@@ -40,7 +46,7 @@ def build_datasets(data: DataConfig, task: str, *, privileged: bool = True, stri
             return BioVidDataset(data.root, data.cache, part, num_frames=data.num_frames, train=train,
                                  channels=data.channels, signal=data.signal, task=data.pain_classes,
                                  with_signal=privileged, strict=strict, normalise=data.signal_norm,
-                                 augment=train and data.augment)
+                                 augment=train and data.augment, photometric=data.photometric)
 
         num_classes, fps = (5 if data.pain_classes == "five" else 2), 25.0
     else:
@@ -53,13 +59,15 @@ def build_datasets(data: DataConfig, task: str, *, privileged: bool = True, stri
         def make(part: list, train: bool) -> Dataset:
             return AffWild2Dataset(data.root, data.cache, part, sets="both", num_frames=data.num_frames,
                                    stride=data.frame_stride, target_stride=data.target_stride,
-                                   with_audio=privileged, strict=strict, augment=train and data.augment)
+                                   with_audio=privileged, strict=strict, augment=train and data.augment,
+                                   photometric=data.photometric)
 
         num_classes, fps = 0, 30.0
     if not split.val:
         raise ConfigError("the split has no validation subjects (data.val_fraction = 0): epochs are chosen on "
                           "validation, never on the test fold")
-    return RunData(make(split.train, True), make(split.val, False), make(split.test, False), split, num_classes, fps)
+    return RunData(make(split.train, True), make(split.val, False), make(split.test, False), split, num_classes, fps,
+                   make)
 
 
 def _fold(splits: list[Split], data: DataConfig) -> Split:

@@ -37,6 +37,9 @@ class Teacher(nn.Module):
         privileged_cfg: keyword arguments of the privileged encoder (e.g. {"kind": "raw", "in_channels": 3}).
         fusion_dim, num_tokens, num_heads, legacy_batch_mixing: AttentionFusion options (defaults 512, 4, 4, False).
         dropout: dropout of fusion and head (default 0.1).
+        modality_dropout: while training, the share of samples whose privileged features are zeroed (default 0):
+            a teacher that can always lean on the easy privileged signal never learns to read the face, and then
+            fuses nothing; this makes it learn both.
 
     forward(clip (B, T, 3, H, W), signal) with signal (B, 1, F, T') for spectrograms, (B, C, L) for raw
     biosignals, (B, 1, 64, frames) for log-mel audio → {"embedding": z (B, fusion_dim), "logits" (B, num_classes)
@@ -57,8 +60,12 @@ class Teacher(nn.Module):
         num_heads: int = 4,
         dropout: float = 0.1,
         legacy_batch_mixing: bool = False,
+        modality_dropout: float = 0.0,
     ) -> None:
         super().__init__()
+        if not 0.0 <= modality_dropout < 1.0:
+            raise ValueError(f"modality_dropout must be in [0, 1), not {modality_dropout}")
+        self.modality_dropout = modality_dropout
         self.task = check_task(task)
         self.output_key = TASK_OUTPUT[task]
         self.visual = create_visual_backbone(visual, **(visual_cfg or {}))
@@ -72,6 +79,9 @@ class Teacher(nn.Module):
     def forward(self, clip: torch.Tensor, signal: torch.Tensor) -> dict[str, torch.Tensor]:
         v = self.visual(clip)  # (B, visual_dim)
         p = self.privileged(signal)  # (B, privileged_dim)
+        if self.training and self.modality_dropout > 0:
+            keep = torch.rand(p.shape[0], 1, device=p.device) >= self.modality_dropout  # (B, 1)
+            p = p * keep
         fused = self.fusion(v, p)
         z = fused["embedding"]  # (B, fusion_dim)
         return {"embedding": z, self.output_key: self.head(z), "visual": v, "privileged": p, "gate": fused["gate"]}
