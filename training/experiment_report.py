@@ -10,6 +10,8 @@ import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
+
 
 def machine() -> str:
     cpu = "unknown CPU"
@@ -51,6 +53,39 @@ def tuning_table(folder: Path) -> list[str]:
     return [*lines, "", f"Chosen: {', '.join(chosen['overrides'])}.", ""]
 
 
+def subject_group_table(folder: Path, dataset: Path) -> list[str]:
+    """Pain on a synthetic BioVid: each method's test accuracy on the stoic subjects (faces that barely move) and on
+    the expressive ones, averaged over the runs' held-out subjects (empty when the dataset has no ground truth)."""
+    from training.data.synth.biovid import read_subject_truth
+    from training.experiment import LABELS
+
+    truth = read_subject_truth(dataset)
+    if not truth:
+        return []
+    groups: dict[str, dict[str, list[tuple[float, float]]]] = {}
+    for path in sorted(folder.glob("fold*/seed*/student-*/metrics.json")) + sorted(folder.glob("fold*/teacher/"
+                                                                                               "metrics.json")):
+        method = path.parent.name.removeprefix("student-")
+        for subject, m in json.loads(path.read_text()).get("test_per_subject", {}).items():
+            if subject in truth and "accuracy" in m:
+                group = "stoic" if truth[subject]["stoic"] else "expressive"
+                groups.setdefault(method, {}).setdefault(group, []).append((m["accuracy"], m["binary_accuracy"]))
+    if not groups:
+        return []
+    order = ["teacher", *(m for m in LABELS if m != "teacher")]
+    lines = ["Accuracy by subject group (held-out subjects of every fold and seed; a third of the synthetic subjects "
+             "are stoic: their faces barely show the response, their biosignals do). Five-class / BL1 vs PA4, %:", "",
+             "| method | stoic subjects | expressive subjects |", "|---|---|---|"]
+    for method in (m for m in order if m in groups):
+        cells = []
+        for group in ("stoic", "expressive"):
+            values = np.array(groups[method].get(group, []), float)
+            cells.append(f"{100 * values[:, 0].mean():.1f} / {100 * values[:, 1].mean():.1f} (n={len(values)})"
+                         if len(values) else "–")
+        lines.append(f"| {LABELS.get(method, method)} | {' | '.join(cells)} |")
+    return [*lines, ""]
+
+
 def report(runs: Path, out: Path) -> str:
     parts = ["# Experiments", "",
              "The comparison of `pkdot experiment` on the synthetic datasets: the multimodal teacher (upper bound), "
@@ -86,6 +121,8 @@ def report(runs: Path, out: Path) -> str:
             paired = out.parent / f"experiments-{task}-paired.png"
             shutil.copyfile(folder / "paired.png", paired)
             parts += [f"![{task}: paired differences to the visual-only student]({paired.name})", ""]
+        if task == "pain" and info.get("dataset"):
+            parts += subject_group_table(folder, Path(info["dataset"]))
         parts += tuning_table(folder / "tuning")
     kept = out.read_text().split(DISCUSSION, 1) if out.is_file() else []
     discussion = kept[1] if len(kept) == 2 else "\n" + "\n".join(GENERIC_READING)

@@ -54,7 +54,8 @@ def video_codecs(path: Path) -> tuple[str, ...]:
 
 
 def test_biovid_layout_is_the_release_layout(biovid: Path):
-    assert sorted(p.name for p in biovid.iterdir()) == ["biosignals_filtered", "samples.csv", "video"]
+    assert sorted(p.name for p in biovid.iterdir()) == ["biosignals_filtered", "samples.csv",
+                                                        "synthetic_subjects.csv", "video"]
     assert (biovid / "samples.csv").read_text().splitlines()[0] == SAMPLES_HEADER
     rows = read_rows(biovid)
     assert len(rows) == 10
@@ -69,6 +70,21 @@ def test_biovid_layout_is_the_release_layout(biovid: Path):
         signals.add(biovid / "biosignals_filtered" / r["subject_name"] / f"{r['sample_name']}_bio.csv")
     assert set((biovid / "video").rglob("*.*")) == videos  # nothing missing, nothing extra
     assert set((biovid / "biosignals_filtered").rglob("*.*")) == signals
+
+
+def test_biovid_ground_truth_names_every_subject_and_a_third_are_stoic(biovid: Path, tmp_path: Path):
+    from training.data.synth.biovid import plan_samples, read_subject_truth, write_subject_truth
+    from training.data.synth.pain import EXPRESSIVENESS, STOIC_EXPRESSIVENESS
+
+    truth = read_subject_truth(biovid)
+    assert set(truth) == {r["subject_name"] for r in read_rows(biovid)}
+    write_subject_truth(tmp_path, plan_samples(12, 1, SEED), SEED, SIZE)  # the constants only: no videos
+    truth = read_subject_truth(tmp_path)
+    assert sum(t["stoic"] for t in truth.values()) == 4  # every third subject
+    for t in truth.values():
+        low, high = STOIC_EXPRESSIVENESS if t["stoic"] else EXPRESSIVENESS
+        assert low <= t["expressiveness"] <= high and 0.8 <= t["sensitivity"] <= 1.2
+    assert read_subject_truth(tmp_path / "missing") is None
 
 
 def test_biovid_biosignals_are_512_hz_in_microseconds_for_5_5_s(biovid: Path):

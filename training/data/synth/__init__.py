@@ -1,6 +1,6 @@
 """Synthetic datasets in the real release layouts (BioVid Heat Pain Part A, Aff-Wild2 VA).
 
-    write_biovid(out, subjects=12, samples_per_class=3, seed=0)  -> SynthSummary
+    write_biovid(out, subjects=20, samples_per_class=3, seed=0)  -> SynthSummary
     write_affwild2(out, videos=32, seconds=12.0, seed=0)          -> SynthSummary
 
 The generative model (docs/synthetic-data.md): a face (scikit-image's public-domain astronaut photo) moves, is lit

@@ -24,7 +24,9 @@ from training.data.synth.output import SynthSummary, check_size, disk_usage, pre
 from training.data.synth.pain import (
     CLASS_NAMES,
     PAIN_INTENSITY,
+    STOIC_EVERY,
     PainSubject,
+    is_stoic,
     make_pain_subject,
     pain_expression,
     pain_response,
@@ -39,7 +41,9 @@ N_FRAMES = round(SECONDS * FPS)  # 138
 N_BIO = round(SECONDS * BIO_RATE)  # 2816
 SAMPLES_HEADER = ("subject_id", "subject_name", "class_id", "class_name", "sample_id", "sample_name")
 BIO_HEADER = ("time", *BIO_CHANNELS)
-OWNED = ("samples.csv", "video", "biosignals_filtered")
+OWNED = ("samples.csv", "video", "biosignals_filtered", "synthetic_subjects.csv")
+# Not part of BioVid: each subject's drawn constants, for analyses by subject group (readers ignore the file).
+TRUTH_FILE = "synthetic_subjects.csv"
 DEFAULT_SIZE = (320, 240)
 HEAD_MOTION = 0.4  # head pose amplitude relative to Aff-Wild2's: BioVid subjects sit facing the camera
 
@@ -84,9 +88,13 @@ def plan_samples(subjects: int, samples_per_class: int, seed: int) -> list[BioVi
     return [BioVidSample(s, name, c, i, sample) for i, (s, name, c, sample) in enumerate(rows)]
 
 
+def _stoic(seed: int, subject_id: int) -> bool:
+    return is_stoic(subject_id, int(rng_for(seed, "stoic-offset").integers(STOIC_EVERY)))
+
+
 @lru_cache(maxsize=2)
 def _subject(seed: int, subject_id: int, size: tuple[int, int]) -> PainSubject:
-    return make_pain_subject(rng_for(seed, "subject", subject_id), size)
+    return make_pain_subject(rng_for(seed, "subject", subject_id), size, _stoic(seed, subject_id))
 
 
 def write_sample(root: Path, sample: BioVidSample, seed: int, size: tuple[int, int]) -> int:
@@ -120,9 +128,28 @@ def write_samples_csv(root: Path, samples: list[BioVidSample]) -> None:
     (root / "samples.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
+def write_subject_truth(root: Path, samples: list[BioVidSample], seed: int, size: tuple[int, int]) -> None:
+    """TRUTH_FILE: per subject its sensitivity kappa_s, expressiveness e_s and whether it is stoic (tab-separated)."""
+    lines = ["subject_id\tsubject_name\tsensitivity\texpressiveness\tstoic"]
+    for sid, name in dict.fromkeys((s.subject_id, s.subject_name) for s in samples):
+        subject = _subject(seed, sid, size)
+        lines.append(f"{sid}\t{name}\t{subject.sensitivity:.4f}\t{subject.expressiveness:.4f}\t"
+                     f"{int(_stoic(seed, sid))}")
+    (root / TRUTH_FILE).write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def read_subject_truth(root: Path) -> dict[str, dict[str, float]] | None:
+    """TRUTH_FILE of a synthetic dataset as {subject_name: {sensitivity, expressiveness, stoic}}; None if absent."""
+    path = Path(root) / TRUTH_FILE
+    if not path.is_file():
+        return None
+    rows = [line.split("\t") for line in path.read_text(encoding="utf-8").splitlines()[1:] if line.strip()]
+    return {r[1]: {"sensitivity": float(r[2]), "expressiveness": float(r[3]), "stoic": bool(int(r[4]))} for r in rows}
+
+
 def write_biovid(
     out: str | os.PathLike,
-    subjects: int = 12,
+    subjects: int = 20,
     samples_per_class: int = 3,
     seed: int = 0,
     size: tuple[int, int] = DEFAULT_SIZE,
@@ -145,6 +172,7 @@ def write_biovid(
     root = prepare_output_dir(out, OWNED, force)
     samples = plan_samples(subjects, samples_per_class, seed)
     write_samples_csv(root, samples)
+    write_subject_truth(root, samples, seed, size)
     from tqdm import tqdm
 
     with tqdm(total=len(samples), desc="biovid", unit="sample", disable=not progress) as bar:

@@ -13,7 +13,7 @@ import re
 from training.errors import ConfigError
 
 # the defaults write the benchmark of configs/synthetic/ (docs/experiments.md)
-BIOVID_DEFAULTS = {"subjects": 12, "samples_per_class": 3}
+BIOVID_DEFAULTS = {"subjects": 20, "samples_per_class": 3}
 AFFWILD2_DEFAULTS = {"videos": 32, "seconds": 12.0}
 
 

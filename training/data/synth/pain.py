@@ -2,16 +2,17 @@
 
 For a sample of stimulus level p in {0..4} (BL1, PA1..PA4), intensity I = p / 4, window time t in seconds:
 
-    response:  r = I * kappa_s * exp(N(0, 0.15))                     what the subject feels (not observed)
-    face:      w_a(t) = r_a + 2.8 * e_s * m_a * r * z * env(t)        for the pain AUs a (brow_lower, eye_narrow,
+    response:  r = I * kappa_s * exp(N(0, 0.1))                      what the subject feels (not observed)
+    face:      w_a(t) = r_a + 4.0 * e_s * m_a * r * z * env(t)        for the pain AUs a (brow_lower, eye_narrow,
                                                                       nose_wrinkle, mouth_stretch, jaw_drop)
                + rarer, smaller distractors (grimaces, smiles, lips parting) + blinks
     body:      GSR, ECG, EMG from biosignals.py driven by r (less noise than the face)
     label:     the stimulus p, as in BioVid (labels are temperatures, not felt pain)
 
-kappa_s ~ U(0.7, 1.3) is the subject's sensitivity (shared by face and body), e_s ~ U(0.5, 1.2) the subject's
-expressiveness and m_a ~ U(0.7, 1.3) their own mix of AUs (face only), r_a ~ N(0, 0.08) a resting expression,
-z = exp(N(0, 0.4)) the sample's expression noise (face only) and env a raised-cosine pulse with onset
+kappa_s ~ U(0.8, 1.2) is the subject's sensitivity (shared by face and body), e_s the subject's expressiveness
+(a third of the subjects are stoic, e_s ~ U(0, 0.08): their faces barely move while their bodies respond; the
+others have e_s ~ U(0.6, 1.3)) and m_a ~ U(0.7, 1.3) their own mix of AUs (face only), r_a ~ N(0, 0.08) a resting
+expression, z = exp(N(0, 0.4)) the sample's expression noise (face only) and env a raised-cosine pulse with onset
 U(0.8, 1.6) s and duration U(2.5, 3.5) s. The face shows r through subject and sample noise the biosignals do not
 have, so the face cue is learnable but weaker, and a teacher that reads the biosignals is organised by r: the
 per-sample structure that distillation can transfer. See docs/synthetic-data.md.
@@ -30,7 +31,13 @@ from training.data.synth.scene import Person, blinks, bump, make_person
 CLASS_NAMES = ("BL1", "PA1", "PA2", "PA3", "PA4")
 PAIN_INTENSITY = (0.0, 0.25, 0.5, 0.75, 1.0)  # I per class id
 PAIN_AUS = tuple(AU_INDEX[a] for a in ("brow_lower", "eye_narrow", "nose_wrinkle", "mouth_stretch", "jaw_drop"))
-FACE_GAIN = 2.8  # AU intensity at r = 1 for a subject of average expressiveness and style
+FACE_GAIN = 4.0  # AU intensity at r = 1 for a subject of average expressiveness and style
+# Facial expressiveness differs widely between people: a share of BioVid's subjects show hardly any facial response
+# to heat pain at all, while their bodies respond. Every STOIC_EVERY-th subject is stoic (from an offset drawn per
+# dataset), so every dataset and every block of consecutive subjects has the same share.
+STOIC_EVERY = 3
+STOIC_EXPRESSIVENESS = (0.0, 0.08)  # e_s ~ U(0, 0.08): the face barely shows the response
+EXPRESSIVENESS = (0.6, 1.3)  # e_s ~ U(0.6, 1.3) for everyone else
 # the jaw opens less than the other AUs move: its field is the largest (4 px at intensity 1)
 AU_SCALE = np.array([1.0, 1.0, 1.0, 1.0, 0.35])
 
@@ -45,10 +52,15 @@ class PainSubject:
     rest: np.ndarray  # (n_AU,) r_a, resting expression
 
 
-def make_pain_subject(rng: np.random.Generator, size: tuple[int, int]) -> PainSubject:
+def is_stoic(subject_id: int, offset: int) -> bool:
+    """Whether subject `subject_id` barely shows pain in the face; `offset` in 0..STOIC_EVERY-1, drawn per dataset."""
+    return (subject_id + offset) % STOIC_EVERY == 0
+
+
+def make_pain_subject(rng: np.random.Generator, size: tuple[int, int], stoic: bool = False) -> PainSubject:
     physiology = make_physiology(rng)  # drawn first: the biosignals do not depend on the frame size
-    sensitivity = float(rng.uniform(0.7, 1.3))
-    expressiveness = float(rng.uniform(0.5, 1.2))
+    sensitivity = float(rng.uniform(0.8, 1.2))  # narrow: BioVid calibrates each person's temperatures
+    expressiveness = float(rng.uniform(*(STOIC_EXPRESSIVENESS if stoic else EXPRESSIVENESS)))
     style = rng.uniform(0.7, 1.3, len(PAIN_AUS))
     rest = np.zeros(len(ACTION_UNITS))
     rest[list(PAIN_AUS)] = rng.normal(0.0, 0.08, len(PAIN_AUS))
@@ -57,8 +69,8 @@ def make_pain_subject(rng: np.random.Generator, size: tuple[int, int]) -> PainSu
 
 
 def pain_response(subject: PainSubject, intensity: float, rng: np.random.Generator) -> float:
-    """The sample's latent response r = I * kappa_s * exp(N(0, 0.15)); 0 at baseline."""
-    return float(intensity * subject.sensitivity * np.exp(rng.normal(0.0, 0.15)))
+    """The sample's latent response r = I * kappa_s * exp(N(0, 0.1)); 0 at baseline."""
+    return float(intensity * subject.sensitivity * np.exp(rng.normal(0.0, 0.1)))
 
 
 def pain_expression(subject: PainSubject, response: float, n: int, fps: float, rng: np.random.Generator) -> np.ndarray:
