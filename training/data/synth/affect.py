@@ -8,8 +8,8 @@ Per person and video, with frame times t:
            + distractors unrelated to the labels: polite smiles and frowns, brow flashes on stressed syllables
     voice: pitch and loudness from a(t), spectral tilt from v(t) (voice.py)
 
-e_s is the person's expressiveness: every third video's people are reserved, e_s ~ U(0.1, 0.3) (their faces show
-little of what their voices do), the others have e_s ~ U(0.4, 1.1). z = exp(N(0, 0.25)) is the track's
+e_s is the person's expressiveness: every third video's people are reserved, e_s ~ U(0.25, 0.45) (their faces show
+less of what their voices do), the others have e_s ~ U(0.4, 1.1). z = exp(N(0, 0.25)) is the track's
 expression noise and r ~ N(0, 0.2) the resting smile; none of them reaches the voice, so the face is learnable but
 noisier than the voice. See docs/synthetic-data.md.
 """
@@ -34,7 +34,7 @@ class AffectPerson:
 
 
 EXPRESSIVENESS = (0.4, 1.1)
-RESERVED_EXPRESSIVENESS = (0.1, 0.3)  # reserved people: their faces show a little of what their voices do
+RESERVED_EXPRESSIVENESS = (0.25, 0.45)  # reserved people: their faces show less of what their voices do
 
 
 def make_affect_person(rng: np.random.Generator, size: tuple[int, int], reserved: bool = False) -> AffectPerson:
