@@ -176,6 +176,8 @@ class Trainer:
 
     def train_epoch(self, loader: DataLoader, epoch: int, max_steps: int | None = None) -> dict[str, float]:
         self.train_module.train()
+        if self.scheduler is None:  # called without fit(): the schedule over this loader
+            self.scheduler = make_scheduler(self.optimizer, self.cfg.optim, len(loader))
         if isinstance(loader.sampler, DistributedSampler):
             loader.sampler.set_epoch(epoch)
         sums: dict[str, float] = {}

@@ -88,6 +88,40 @@ def test_an_unreachable_cluster_is_a_clear_error() -> None:
     assert "Traceback" not in done.stderr
 
 
+# -- autoscaling on a cluster of its own (before the shared cluster below starts) ----------------------------
+
+
+@pytest.mark.cluster
+@pytest.mark.slow
+def test_autoscaling_adds_a_replica_for_open_streams(model_root: Path, frames: list[bytes]) -> None:
+    """One replica, target 2 streams per replica, 6 streams open: Serve, fed by the replicas' reports and the
+    policy, starts a second replica (the maximum). It runs before the module's two-replica cluster starts (tests run
+    in file order): with both clusters on two cores, the new replica did not come up within the time."""
+    from tests.service.raycluster import RayCluster
+
+    c = RayCluster(model_root, replicas=1, max_replicas=2,
+                   flags=("--target-streams", "2", "--replica-num-cpus", "0.5"))
+    try:
+        c.start()
+        t0 = time.monotonic()
+        seen: list[int] = []
+
+        def scaled() -> bool:
+            seen.append(len(c.replica_processes()))
+            return seen[-1] >= 2 or time.monotonic() - t0 > 120
+
+        answers = asyncio.run(_hold_streams(c.url.replace("http", "ws") + "/ws/stream?task=pain", frames[0], 6,
+                                            scaled))
+        assert seen[-1] == 2, seen  # scaled up within the time
+        # every stream kept being answered meanwhile; when the ingress takes the new replica in, an open stream may
+        # be cut once (docs/cluster.md) and its client reconnects
+        assert min(a for a, _ in answers) >= 25, answers
+        assert max(d for _, d in answers) <= 1, answers
+    finally:
+        c.stop()
+
+
+
 # -- a real cluster ------------------------------------------------------------------------------------------------
 
 
@@ -276,32 +310,3 @@ async def _hold_streams(url: str, frame: bytes, n: int, until) -> list[tuple[int
     streams = [asyncio.create_task(one()) for _ in range(n)]
     await watch()
     return list(await asyncio.gather(*streams))
-
-
-@pytest.mark.cluster
-@pytest.mark.slow
-def test_autoscaling_adds_a_replica_for_open_streams(model_root: Path, frames: list[bytes]) -> None:
-    """One replica, target 2 streams per replica, 6 streams open: Serve, fed by the replicas' reports and the
-    policy, starts a second replica (the maximum)."""
-    from tests.service.raycluster import RayCluster
-
-    c = RayCluster(model_root, replicas=1, max_replicas=2,
-                   flags=("--target-streams", "2", "--replica-num-cpus", "0.5"))
-    try:
-        c.start()
-        t0 = time.monotonic()
-        seen: list[int] = []
-
-        def scaled() -> bool:
-            seen.append(len(c.replica_processes()))
-            return seen[-1] >= 2 or time.monotonic() - t0 > 120
-
-        answers = asyncio.run(_hold_streams(c.url.replace("http", "ws") + "/ws/stream?task=pain", frames[0], 6,
-                                            scaled))
-        assert seen[-1] == 2, seen  # scaled up within the time
-        # every stream kept being answered meanwhile; when the ingress takes the new replica in, an open stream may
-        # be cut once (docs/cluster.md) and its client reconnects
-        assert min(a for a, _ in answers) >= 25, answers
-        assert max(d for _, d in answers) <= 1, answers
-    finally:
-        c.stop()
