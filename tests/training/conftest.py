@@ -44,3 +44,15 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def teacher_run(tiny_biovid, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A pain teacher trained on the tiny dataset (tests.training.test_training.pain_config), one per module."""
+    from tests.training.test_training import pain_config
+    from training.train import run_training
+
+    root, cache = tiny_biovid
+    out = tmp_path_factory.mktemp("runs") / "teacher"
+    run_training(pain_config(root, cache, out), progress=False)
+    return out

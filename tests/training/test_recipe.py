@@ -23,14 +23,6 @@ from training.teacher_targets import TeacherTargets, clip_ids
 from training.train import load_run, run_training
 
 
-@pytest.fixture(scope="module")
-def teacher_run(tiny_biovid, tmp_path_factory) -> Path:
-    root, cache = tiny_biovid
-    out = tmp_path_factory.mktemp("recipe") / "teacher"
-    run_training(pain_config(root, cache, out), progress=False)
-    return out
-
-
 def test_cached_targets_are_the_teachers_outputs_on_the_evaluation_view(tiny_biovid, teacher_run: Path) -> None:
     root, cache = tiny_biovid
     cfg = pain_config(root, cache, teacher_run.parent / "unused", kind="student", teacher_run=repr(str(teacher_run)))

@@ -31,14 +31,6 @@ def pain_config(root: Path, cache: Path, out: Path, kind: str = "teacher", epoch
     return load_config(None, overrides)
 
 
-@pytest.fixture(scope="module")
-def teacher_run(tiny_biovid, tmp_path_factory) -> Path:
-    root, cache = tiny_biovid
-    out = tmp_path_factory.mktemp("runs") / "teacher"
-    run_training(pain_config(root, cache, out), progress=False)
-    return out
-
-
 def test_teacher_run_folder(teacher_run: Path) -> None:
     for name in ("config.json", "split.json", "metrics.jsonl", "metrics.csv", "last.pt", "best.pt", "metrics.json",
                  "learning_curves.png", "confusion_test.png"):
