@@ -19,8 +19,6 @@ from torch.utils.data import DataLoader, Dataset
 
 from training.objectives import privileged_input
 
-TEACHER_MODES = ("cached", "online")
-
 
 def clip_ids(batch: dict) -> list[str]:
     """One id per clip of a batch: its key, and `@frame` where a clip is one target frame of a longer track."""

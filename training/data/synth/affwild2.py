@@ -22,7 +22,7 @@ import numpy as np
 from training.data.synth.affect import affect_expression, affect_labels, make_affect_person
 from training.data.synth.encode import write_mp4
 from training.data.synth.output import SynthSummary, check_size, disk_usage, prepare_output_dir, run_jobs
-from training.data.synth.pain import STOIC_EVERY, is_stoic
+from training.data.synth.pain import is_stoic
 from training.data.synth.scene import aligned_crop, render
 from training.data.synth.seeds import rng_for
 from training.data.synth.voice import AUDIO_RATE, plan_speech, speak
@@ -98,7 +98,7 @@ def write_video(root: Path, plan: VideoPlan, seed: int, seconds: float, cropped_
     frames, audio = [], np.zeros(n_audio, np.float32)
     for p in range(plan.people):
         pid = (plan.index, p)
-        reserved = is_stoic(plan.index, int(rng_for(seed, "stoic-offset").integers(STOIC_EVERY)))
+        reserved = is_stoic(plan.index, seed)
         who = make_affect_person(rng_for(seed, "person", *pid), person_size, reserved)
         valence, arousal = affect_labels(rng_for(seed, "labels", *pid), n, FPS)
         syllables = plan_speech(rng_for(seed, "syllables", *pid), turns[p])

@@ -24,7 +24,6 @@ from training.data.synth.output import SynthSummary, check_size, disk_usage, pre
 from training.data.synth.pain import (
     CLASS_NAMES,
     PAIN_INTENSITY,
-    STOIC_EVERY,
     PainSubject,
     is_stoic,
     make_pain_subject,
@@ -88,13 +87,9 @@ def plan_samples(subjects: int, samples_per_class: int, seed: int) -> list[BioVi
     return [BioVidSample(s, name, c, i, sample) for i, (s, name, c, sample) in enumerate(rows)]
 
 
-def _stoic(seed: int, subject_id: int) -> bool:
-    return is_stoic(subject_id, int(rng_for(seed, "stoic-offset").integers(STOIC_EVERY)))
-
-
 @lru_cache(maxsize=2)
 def _subject(seed: int, subject_id: int, size: tuple[int, int]) -> PainSubject:
-    return make_pain_subject(rng_for(seed, "subject", subject_id), size, _stoic(seed, subject_id))
+    return make_pain_subject(rng_for(seed, "subject", subject_id), size, is_stoic(subject_id, seed))
 
 
 def write_sample(root: Path, sample: BioVidSample, seed: int, size: tuple[int, int]) -> int:
@@ -134,7 +129,7 @@ def write_subject_truth(root: Path, samples: list[BioVidSample], seed: int, size
     for sid, name in dict.fromkeys((s.subject_id, s.subject_name) for s in samples):
         subject = _subject(seed, sid, size)
         lines.append(f"{sid}\t{name}\t{subject.sensitivity:.4f}\t{subject.expressiveness:.4f}\t"
-                     f"{int(_stoic(seed, sid))}")
+                     f"{int(is_stoic(sid, seed))}")
     (root / TRUTH_FILE).write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 

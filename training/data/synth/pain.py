@@ -27,6 +27,7 @@ import numpy as np
 from training.data.synth.biosignals import Physiology, make_physiology
 from training.data.synth.face import ACTION_UNITS, AU_INDEX
 from training.data.synth.scene import Person, blinks, bump, make_person
+from training.data.synth.seeds import rng_for
 
 CLASS_NAMES = ("BL1", "PA1", "PA2", "PA3", "PA4")
 PAIN_INTENSITY = (0.0, 0.25, 0.5, 0.75, 1.0)  # I per class id
@@ -52,9 +53,10 @@ class PainSubject:
     rest: np.ndarray  # (n_AU,) r_a, resting expression
 
 
-def is_stoic(subject_id: int, offset: int) -> bool:
-    """Whether subject `subject_id` barely shows pain in the face; `offset` in 0..STOIC_EVERY-1, drawn per dataset."""
-    return (subject_id + offset) % STOIC_EVERY == 0
+def is_stoic(index: int, seed: int) -> bool:
+    """Whether person `index` (a BioVid subject, an Aff-Wild2 video) of the dataset with `seed` barely shows what
+    they feel in the face: every STOIC_EVERY-th, from an offset drawn per dataset."""
+    return (index + int(rng_for(seed, "stoic-offset").integers(STOIC_EVERY))) % STOIC_EVERY == 0
 
 
 def make_pain_subject(rng: np.random.Generator, size: tuple[int, int], stoic: bool = False) -> PainSubject:
