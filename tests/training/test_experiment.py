@@ -172,3 +172,25 @@ def test_structure_measures_read_the_experiment_folder(experiment: Path) -> None
     lines = table(rows)
     assert lines[2].startswith("| none | 2 |") and lines[3].startswith("| pkdot | 2 |")
     assert structure_main([str(experiment)]) == 0 and (experiment / "structure.csv").is_file()
+
+
+def test_subject_group_table_splits_held_out_subjects_by_the_ground_truth(tmp_path: Path) -> None:
+    from training.data.synth.biovid import TRUTH_FILE
+    from training.experiment_report import subject_group_table
+
+    dataset = tmp_path / "biovid"
+    dataset.mkdir()
+    runs = tmp_path / "pain"
+    assert subject_group_table(runs, dataset) == []  # no ground truth: no table
+    (dataset / TRUTH_FILE).write_text("subject_id\tsubject_name\tsensitivity\texpressiveness\tstoic\n"
+                                      "0\ta\t1.0\t0.05\t1\n1\tb\t1.0\t0.9\t0\n2\tc\t1.0\t1.1\t0\n")
+    per = {"none": {"a": (0.2, 0.5), "b": (0.4, 1.0), "c": (0.6, 0.9)}, "pkdot": {"a": (0.3, 0.6), "b": (0.5, 1.0)}}
+    for method, subjects in per.items():
+        folder = runs / "fold0" / "seed0" / f"student-{method}"
+        folder.mkdir(parents=True)
+        (folder / "metrics.json").write_text(json.dumps({"test_per_subject": {
+            s: {"accuracy": a, "binary_accuracy": b} for s, (a, b) in subjects.items()}}))
+    lines = subject_group_table(runs, dataset)
+    rows = [line for line in lines if line.startswith("| ") and "method" not in line]
+    assert rows == ["| visual-only (no KD) | 20.0 / 50.0 (n=1) | 50.0 / 95.0 (n=2) |",
+                    "| PKDOT (OT, ours) | 30.0 / 60.0 (n=1) | 50.0 / 100.0 (n=1) |"]
