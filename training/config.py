@@ -54,6 +54,8 @@ class OptimConfig:
     plateau_factor: float = 0.5
     grad_clip: float = 5.0
     bn_recalibration_batches: int = 16  # precise BatchNorm statistics before each evaluation (0: off)
+    validate_from: int = 1  # first epoch validated (and eligible as the best); earlier ones only train; the last
+    # epoch is always validated
     precision: str = "fp32"  # "bf16": training forward passes under bf16 autocast (weights and evaluation stay fp32)
 
 
@@ -162,6 +164,9 @@ def _validate(cfg: RunConfig) -> None:
         (cfg.kd.teacher in ("cached", "online"), "kd.teacher must be cached or online"),
         (cfg.optim.schedule in ("plateau", "cosine"), "optim.schedule must be plateau or cosine"),
         (cfg.optim.lr > 0, "optim.lr must be positive"),
+        (isinstance(cfg.optim.validate_from, int) and not isinstance(cfg.optim.validate_from, bool)
+         and cfg.optim.validate_from >= 1,
+         f"optim.validate_from must be an epoch >= 1, not {cfg.optim.validate_from!r}"),
         (isinstance(cfg.kd.params, dict) and all(isinstance(v, dict) for v in cfg.kd.params.values()),
          f"kd.params must map each method to its options (e.g. kd.params.pkdot.k=8), not {cfg.kd.params!r}"),
         (0.0 <= cfg.data.photometric <= 2.0, "data.photometric must be in [0, 2]"),

@@ -97,9 +97,15 @@ def _init_worker() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-def _run_all(jobs: list[tuple], workers: int, done: Callable[[int, dict], None] | None = None) -> list[dict]:
+def _run_all(jobs: list[tuple], workers: int, done: Callable[[int, dict], None] | None = None,
+             after: list[int | None] | None = None) -> list[dict]:
     """Runs (config, overrides, out, progress) jobs, `workers` at a time in separate processes (1: in this one);
-    `done(index, summary)` is called as each job finishes."""
+    `done(index, summary)` is called as each job finishes. `after[i]`: the index of a job that must finish before
+    job i starts (a student waits for its fold's teacher, not for every teacher); jobs start in list order as far
+    as that allows, and must come after the job they wait for."""
+    after = after or [None] * len(jobs)
+    if any(a is not None and not 0 <= a < i for i, a in enumerate(after)):
+        raise ValueError("a job can only wait for a job listed before it")
     results: list[dict] = [{} for _ in jobs]
     if workers <= 1:
         for i, job in enumerate(jobs):
@@ -107,17 +113,25 @@ def _run_all(jobs: list[tuple], workers: int, done: Callable[[int, dict], None] 
             if done:
                 done(i, results[i])
         return results
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from multiprocessing import get_context
 
+    waiting = {i: a for i, a in enumerate(after)}
+    finished: set[int] = set()
     # spawn: a forked child would inherit torch's thread pools (and any MediaPipe graph) in whatever state they are
     with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, mp_context=get_context("spawn")) as pool:
-        futures = {pool.submit(_run, *job): i for i, job in enumerate(jobs)}
-        for future in as_completed(futures):
-            i = futures[future]
-            results[i] = future.result()
-            if done:
-                done(i, results[i])
+        running: dict = {}
+        while waiting or running:
+            for i in [i for i, a in waiting.items() if a is None or a in finished]:  # in list order
+                del waiting[i]
+                running[pool.submit(_run, *jobs[i])] = i
+            complete, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in complete:
+                i = running.pop(future)
+                results[i] = future.result()
+                finished.add(i)
+                if done:
+                    done(i, results[i])
     return results
 
 
@@ -173,22 +187,29 @@ def run_experiment(config: Path | None, out: Path, *, seeds: list[int], folds: l
 
     teacher_jobs = [(config, [*common[r], "kind='teacher'"], teacher_dir[r], progress) for r in trained]
     teacher_keys = [("teacher", *r) for r in trained]
-    teachers = dict(zip((teacher_dir[r] for r in trained),
-                        _run_all(teacher_jobs, workers, tracker(teacher_keys, teacher_jobs)), strict=True))
-    rows = [_row("teacher", f, s, teachers[teacher_dir[f, s]]) for f, s in repeats]
-    pkdot_sets: list[str] = []
-    if tune and "pkdot" in methods:
-        pkdot_sets = tune_pkdot(config, common[repeats[0]], teacher_dir[repeats[0]], out / "tuning", progress,
-                                grid=tune_grid, workers=workers)
-    jobs, keys = [], []
+    jobs, keys, after = [], [], []
     for r in repeats:
         for method in methods:
-            extra = pkdot_sets if method == "pkdot" else []
             jobs.append((config, [*common[r], "kind='student'", f"kd.method={method!r}",
-                                  f"teacher_run={str(teacher_dir[r])!r}", *extra],
+                                  f"teacher_run={str(teacher_dir[r])!r}"],
                          out / f"fold{r[0]}" / f"seed{r[1]}" / f"student-{method}", progress))
             keys.append((method, *r))
-    for (method, fold, seed), summary in zip(keys, _run_all(jobs, workers, tracker(keys, jobs)), strict=True):
+            after.append(next(i for i, job in enumerate(teacher_jobs) if job[2] == teacher_dir[r]))
+    if tune and "pkdot" in methods:  # every PKDOT student waits for the setting chosen on fold 0's teacher
+        summaries = _run_all(teacher_jobs, workers, tracker(teacher_keys, teacher_jobs))
+        pkdot_sets = tune_pkdot(config, common[repeats[0]], teacher_dir[repeats[0]], out / "tuning", progress,
+                                grid=tune_grid, workers=workers)
+        jobs = [(c, [*o, *pkdot_sets] if k[0] == "pkdot" else o, d, p)
+                for (c, o, d, p), k in zip(jobs, keys, strict=True)]
+        students = _run_all(jobs, workers, tracker(keys, jobs))
+    else:  # one pool: a fold's students start as soon as its teacher is trained
+        pkdot_sets = []
+        both = teacher_jobs + jobs
+        summaries = _run_all(both, workers, tracker(teacher_keys + keys, both), [None] * len(teacher_jobs) + after)
+        summaries, students = summaries[:len(teacher_jobs)], summaries[len(teacher_jobs):]
+    teachers = dict(zip((teacher_dir[r] for r in trained), summaries, strict=True))
+    rows = [_row("teacher", f, s, teachers[teacher_dir[f, s]]) for f, s in repeats]
+    for (method, fold, seed), summary in zip(keys, students, strict=True):
         rows.append(_row(method, fold, seed, summary))
     table = summarise(rows, base.task)
     paired = stats.paired_table(rows, paired_metrics(base.task))

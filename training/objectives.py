@@ -22,8 +22,9 @@ OUTPUT_KEY = {"pain": "logits", "affect": "va"}
 
 
 def mixed_precision(module: nn.Module, batch: dict) -> contextlib.AbstractContextManager:
-    """bf16 autocast around a forward pass while `module` trains with `module.precision == "bf16"`; evaluation and
-    BatchNorm recalibration stay in float32."""
+    """bf16 autocast around a forward pass while `module` is in training mode with `module.precision == "bf16"`
+    (training steps and the BatchNorm recalibration passes, which see what training sees); evaluation stays in
+    float32."""
     on = getattr(module, "precision", "fp32") == "bf16" and module.training
     return torch.autocast(batch["video"].device.type, dtype=torch.bfloat16, enabled=on)
 

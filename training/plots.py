@@ -20,19 +20,23 @@ def _pyplot():
 
 
 def learning_curves(history: Sequence[dict], path: str | os.PathLike, primary: str) -> None:
-    """history: one dict per epoch with `epoch`, `train_loss`, `val_loss` and `val_<primary>`."""
+    """history: one dict per epoch with `epoch` and `train_loss`, and `val_loss` and `val_<primary>` for the
+    validated epochs (from optim.validate_from on)."""
     plt = _pyplot()
     epochs = [h["epoch"] for h in history]
+    validated = [h for h in history if f"val_{primary}" in h]
+    val_epochs = [h["epoch"] for h in validated]
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
     a.plot(epochs, [h["train_loss"] for h in history], label="train")
-    a.plot(epochs, [h["val_loss"] for h in history], label="validation")
+    a.plot(val_epochs, [h["val_loss"] for h in validated], label="validation")
     a.set(xlabel="epoch", ylabel="loss", title="Loss")
     a.legend()
-    b.plot(epochs, [h[f"val_{primary}"] for h in history], color="tab:green")
-    best = int(np.argmax([h[f"val_{primary}"] for h in history]))
-    b.axvline(epochs[best], color="grey", ls="--", lw=1, label=f"best (epoch {epochs[best]})")
-    b.set(xlabel="epoch", ylabel=primary, title=f"Validation {primary}")
-    b.legend()
+    b.plot(val_epochs, [h[f"val_{primary}"] for h in validated], color="tab:green")
+    if validated:
+        best = int(np.argmax([h[f"val_{primary}"] for h in validated]))
+        b.axvline(val_epochs[best], color="grey", ls="--", lw=1, label=f"best (epoch {val_epochs[best]})")
+        b.legend()
+    b.set(xlabel="epoch", ylabel=primary, title=f"Validation {primary}", xlim=a.get_xlim())
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -95,7 +95,9 @@ def run_training(cfg: RunConfig, progress: bool = True, max_steps: int | None = 
     keep_freed_memory()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    data = build_datasets(cfg.data, cfg.task)
+    # a student needs its teacher's input only where it runs the teacher beside it on every batch
+    online = cfg.kind == "student" and cfg.kd.method != "none" and cfg.kd.teacher == "online"
+    data = build_datasets(cfg.data, cfg.task, privileged=cfg.kind != "student" or online)
     if cfg.kind == "teacher":
         objective = TeacherObjective(build_model(cfg, data.num_classes), cfg.task)
     elif cfg.kind == "tnet":
@@ -113,7 +115,8 @@ def run_training(cfg: RunConfig, progress: bool = True, max_steps: int | None = 
             student.load_tnet(_tnet_state(cfg.tnet_run))
         targets = None
         if cfg.kd.method != "none" and cfg.kd.teacher == "cached":
-            targets = TeacherTargets(teacher, data.train_eval(), cfg.optim.batch_size, torch.device(cfg.device))
+            targets = TeacherTargets(teacher, data.train_eval(privileged=True), cfg.optim.batch_size,
+                                     torch.device(cfg.device))
         objective = DistillObjective(student, teacher, cfg.task, cfg.kd.method, cfg.kd.weight,
                                      cfg.kd.params.get(cfg.kd.method, {}), targets)
     out = Path(cfg.out)

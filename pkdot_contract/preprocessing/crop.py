@@ -63,16 +63,24 @@ def _normalise_table(mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndar
     return np.ascontiguousarray(table[None])
 
 
-def to_model_input(crops: np.ndarray, spec: CropSpec) -> np.ndarray:
+def to_model_input(crops: np.ndarray, spec: CropSpec, remap: np.ndarray | None = None) -> np.ndarray:
     """uint8 RGB crops (..., S, S, 3) -> float32 (..., 3, S, S), channel order and mean/std of the spec.
 
     Each channel goes through a 256-entry table, (v / 255 - mean) / std, so a frame costs one look-up per value.
+    `remap`: an optional uint8 (256, 3) table applied to each RGB channel first (v -> remap[v, c]), folded into the
+    same look-up; the result equals normalising the remapped crops.
     """
     if crops.dtype != np.uint8 or crops.ndim < 3 or crops.shape[-1] != 3:
         raise ValueError(f"expected uint8 crops (..., S, S, 3), got {crops.dtype} {crops.shape}")
+    table = _normalise_table(tuple(spec.mean), tuple(spec.std))  # (1, 256, 3) per output channel
     if spec.colour == "BGR":
         crops = crops[..., ::-1]
+        remap = None if remap is None else remap[:, ::-1]  # (256, 3) per output channel
+    if remap is not None:
+        if remap.shape != (256, 3) or remap.dtype != np.uint8:
+            raise ValueError(f"remap must be a uint8 (256, 3) table, got {remap.dtype} {remap.shape}")
+        table = np.take_along_axis(table[0], remap.astype(np.intp), axis=0)[None]  # (1, 256, 3)
     lead, (h, w) = crops.shape[:-3], crops.shape[-3:-1]
     flat = np.ascontiguousarray(crops).reshape(-1, w, 3)  # (N·H, W, 3): one 3-channel image for OpenCV
-    x = cv2.LUT(flat, _normalise_table(tuple(spec.mean), tuple(spec.std))).reshape(*lead, h, w, 3)  # (..., H, W, 3)
+    x = cv2.LUT(flat, np.ascontiguousarray(table)).reshape(*lead, h, w, 3)  # (..., H, W, 3)
     return np.ascontiguousarray(np.moveaxis(x, -1, -3))  # (..., 3, S, S)

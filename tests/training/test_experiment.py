@@ -15,7 +15,7 @@ from pkdot.cli import build_parser, main
 from tests.training.test_training import TINY_MODELS
 from training.commands.experiment import plan
 from training.errors import ConfigError
-from training.experiment import TUNE_GRID, run_experiment, tune_candidates
+from training.experiment import TUNE_GRID, _run_all, run_experiment, tune_candidates
 from training.experiment_report import DISCUSSION, report
 from training.structure import main as structure_main
 from training.structure import measure, table
@@ -194,3 +194,18 @@ def test_subject_group_table_splits_held_out_subjects_by_the_ground_truth(tmp_pa
     rows = [line for line in lines if line.startswith("| ") and "method" not in line]
     assert rows == ["| visual-only (no KD) | 20.0 / 50.0 (n=1) | 50.0 / 95.0 (n=2) |",
                     "| PKDOT (OT, ours) | 30.0 / 60.0 (n=1) | 50.0 / 100.0 (n=1) |"]
+
+
+def test_untuned_students_start_once_their_folds_teacher_is_trained(tiny_biovid, tmp_path: Path) -> None:
+    root, cache = tiny_biovid
+    lines: list[str] = []
+    result = run_experiment(Path("configs/synthetic/pain.toml"), tmp_path / "pain", seeds=[0, 1], folds=[0, 1],
+                            methods=["none"], overrides=tiny_overrides(root, cache), workers=2,
+                            announce=lines.append)
+    assert len(lines) == 2 + 4 and len(result.rows) == 4 + 4  # two teachers, four students; a teacher row per pair
+    for fold in (0, 1):  # in one pool of two processes, each student after its own fold's teacher
+        teacher = next(i for i, line in enumerate(lines) if f"fold {fold} seed 0 teacher" in line)
+        students = [i for i, line in enumerate(lines) if f"fold {fold} seed" in line and " none " in line]
+        assert len(students) == 2 and min(students) > teacher
+    with pytest.raises(ValueError, match="only wait for a job listed before it"):
+        _run_all([(None, [], tmp_path / "a", False), (None, [], tmp_path / "b", False)], 2, after=[1, None])

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 from pkdot_contract.preprocessing.crop import CropSpec, to_model_input
 from tests.training.test_training import pain_config
 from training.config import OptimConfig, load_config
-from training.data.biovid import augment_clip
+from training.data.biovid import TorchDraws, augment_clip, augmented_model_input
 from training.data.build import build_datasets
 from training.engine import make_scheduler
 from training.errors import ConfigError
@@ -148,3 +148,57 @@ def test_model_input_tables_equal_the_formula(colour: str) -> None:
     np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
     with pytest.raises(ValueError, match="uint8 crops"):
         to_model_input(crops.astype(np.float32), spec)
+
+
+@pytest.mark.parametrize("colour", ["RGB", "BGR"])
+def test_a_remap_table_folds_into_the_normalisation(colour: str) -> None:
+    crops = np.random.default_rng(2).integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
+    spec = CropSpec(size=16, colour=colour, mean=(0.1, 0.5, 0.9), std=(0.2, 0.3, 0.4))
+    remap = np.random.default_rng(3).integers(0, 256, (256, 3), dtype=np.uint8)  # per RGB channel
+    remapped = np.stack([remap[crops[..., c], c] for c in range(3)], -1)  # (3, 16, 16, 3)
+    np.testing.assert_array_equal(to_model_input(crops, spec, remap=remap), to_model_input(remapped, spec))
+    with pytest.raises(ValueError, match="remap must be a uint8"):
+        to_model_input(crops, spec, remap=remap[:10])
+
+
+def test_augmented_model_input_equals_augmenting_then_normalising() -> None:
+    crops = np.random.default_rng(4).integers(0, 256, (4, 20, 20, 3), dtype=np.uint8)
+    spec = CropSpec(size=20)
+    for seed in range(6):
+        for photometric in (0.0, 1.0):
+            torch.manual_seed(seed)
+            fused = augmented_model_input(crops, TorchDraws(), spec, photometric)
+            torch.manual_seed(seed)
+            plain = to_model_input(augment_clip(crops, TorchDraws(), photometric=photometric), spec)
+            np.testing.assert_array_equal(fused, plain)
+    torch.manual_seed(0)
+    first = augmented_model_input(crops, TorchDraws(), spec, 1.0)
+    torch.manual_seed(0)
+    assert np.array_equal(first, augmented_model_input(crops, TorchDraws(), spec, 1.0))  # torch's seed decides
+    assert not np.array_equal(first, augmented_model_input(crops, TorchDraws(), spec, 1.0))
+
+
+def test_a_student_loads_the_privileged_signal_only_for_its_teacher(tiny_biovid, teacher_run: Path) -> None:
+    root, cache = tiny_biovid
+    cfg = pain_config(root, cache, teacher_run.parent / "unused", kind="student", teacher_run=repr(str(teacher_run)))
+    data = build_datasets(cfg.data, "pain", privileged=False)
+    assert "signal" not in data.train[0] and "signal" not in data.test[0]
+    assert "signal" in data.train_eval(privileged=True)[0]  # what the cached teacher targets are computed on
+    assert [s.key for s in data.train.samples] == [s.key for s in data.train_eval(privileged=True).samples]
+
+
+def test_epochs_before_validate_from_only_train(tiny_biovid, tmp_path: Path) -> None:
+    root, cache = tiny_biovid
+    cfg = pain_config(root, cache, tmp_path / "late", epochs=3)
+    cfg.optim.validate_from = 3
+    summary = run_training(cfg, progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "late" / "metrics.jsonl").read_text().splitlines()]
+    assert [("val_accuracy" in r) for r in rows] == [False, False, True]
+    assert summary["best_epoch"] == 3
+    header, *lines = (tmp_path / "late" / "metrics.csv").read_text().splitlines()
+    assert "val_accuracy" in header.split(",") and len(lines) == 3
+    assert (tmp_path / "late" / "learning_curves.png").stat().st_size > 0
+    cfg.optim.validate_from, cfg.out = 10, str(tmp_path / "short")  # beyond the last epoch: the last is validated
+    assert run_training(cfg, progress=False)["best_epoch"] == 3
+    with pytest.raises(ConfigError, match="optim.validate_from"):
+        load_config(Path("configs/synthetic/pain.toml"), ["optim.validate_from=0"])

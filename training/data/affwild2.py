@@ -34,7 +34,7 @@ from torch.utils.data import Dataset
 from pkdot_contract.preprocessing.audio import AUDIO_RATE_HZ, N_MELS, audio_window, log_mel
 from pkdot_contract.preprocessing.crop import to_model_input
 from pkdot_contract.preprocessing.media import MediaError, decode_audio, video_info
-from training.data.biovid import augment_clip
+from training.data.biovid import TorchDraws, augmented_model_input
 from training.data.cache import CropCache
 from training.data.skipping import SkipLog, SkippedSample
 from training.errors import ConfigError, DatasetError
@@ -379,13 +379,12 @@ class AffWild2Dataset(Dataset):
         inside = clip >= 0
         pos = np.maximum(np.searchsorted(v.cached_frames, clip, side="right") - 1, 0)  # (T,) nearest earlier crop
         crops = np.asarray(v.crops[v.cached_rows[pos]])  # (T, S, S, 3) uint8
-        if self.augment:  # torch's RNG: seeded per DataLoader worker and by torch.manual_seed
-            crops = augment_clip(crops, np.random.default_rng(int(torch.randint(0, 2**62, (1,)))),
-                                 photometric=self.photometric)
+        video = (augmented_model_input(crops, TorchDraws(), self.spec, self.photometric) if self.augment
+                 else to_model_input(crops, self.spec))  # (T, 3, S, S); augmented: reproducible from torch's RNG
         safe = np.clip(clip, 0, len(v.labels) - 1)
         mask = inside & v.valid[safe]  # (T,)
         va_seq = np.where(mask[:, None], v.labels[safe], 0.0).astype(np.float32)  # (T, 2)
-        item = {"video": torch.from_numpy(to_model_input(crops, self.spec)),  # (T, 3, S, S)
+        item = {"video": torch.from_numpy(video),
                 "va": torch.from_numpy(v.labels[target].copy()),  # (2,)
                 "va_seq": torch.from_numpy(va_seq), "mask": torch.from_numpy(mask),
                 "subject": entry.name, "key": entry.name, "frame": target}

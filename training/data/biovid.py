@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from pkdot_contract.preprocessing.crop import to_model_input
+from pkdot_contract.preprocessing.crop import CropSpec, to_model_input
 from pkdot_contract.tasks import PAIN_LABELS
 from pkdot_contract.preprocessing.signals import (
     BIOSIGNAL_CHANNELS,
@@ -129,7 +129,8 @@ def read_samples_csv(root: str | os.PathLike) -> list[BioVidSample]:
     return samples
 
 
-def tsn_indices(n: int, num_segments: int, train: bool, rng: np.random.Generator | None = None) -> np.ndarray:
+def tsn_indices(n: int, num_segments: int, train: bool,
+                rng: np.random.Generator | TorchDraws | None = None) -> np.ndarray:
     """TSN sampling: positions (num_segments,) in 0..n-1, one per equal segment of range(n), in order.
 
     Segment k covers [floor(k n / T), floor((k + 1) n / T)); training draws a uniform position inside it,
@@ -146,7 +147,47 @@ def tsn_indices(n: int, num_segments: int, train: bool, rng: np.random.Generator
     return lo + (rng.random(num_segments) * (hi - lo)).astype(np.int64)
 
 
-def augment_clip(crops: np.ndarray, rng: np.random.Generator, max_shift: int = 2,
+class TorchDraws:
+    """The draws a training item makes (uniform, integer, normal; numpy Generator's signatures) taken from torch's
+    global RNG: seeded per DataLoader worker and by torch.manual_seed, and restored when a run resumes. A numpy
+    Generator made per item costs more than the rest of the augmentation."""
+
+    def random(self, size: int | None = None) -> float | np.ndarray:
+        return float(torch.rand(())) if size is None else torch.rand(size, dtype=torch.float64).numpy()
+
+    def integers(self, low: int, high: int, size: int) -> np.ndarray:
+        return torch.randint(low, high, (size,)).numpy()
+
+    def normal(self, loc: float, scale: float, size: int | None = None) -> float | np.ndarray:
+        if size is None:
+            return loc + scale * float(torch.randn(()))
+        return loc + scale * torch.randn(size, dtype=torch.float64).numpy()
+
+
+def _augment(crops: np.ndarray, rng: np.random.Generator | TorchDraws, max_shift: int,
+             photometric: float) -> tuple[np.ndarray, np.ndarray | None]:
+    """augment_clip's geometric part applied, and its photometric part as a uint8 (256, 3) table (None: off)."""
+    flip = rng.random() < 0.5
+    dy, dx = rng.integers(-max_shift, max_shift + 1, 2)
+    t, s = crops.shape[:2]
+    if flip or dy or dx:
+        rows = np.clip(np.arange(s) - dy, 0, s - 1)  # (S,) source row of each output row
+        cols = np.clip(np.arange(s) - dx, 0, s - 1)  # (S,)
+        if flip:  # mirrored first, then shifted
+            cols = (s - 1) - cols
+        pixels = (rows[:, None] * s + cols[None, :]).ravel()  # (S·S,) source pixel of each output pixel
+        crops = np.ascontiguousarray(crops).reshape(t, s * s, 3).take(pixels, axis=1).reshape(crops.shape)
+    if photometric <= 0:
+        return crops, None
+    contrast = np.exp(rng.normal(0.0, 0.15 * photometric))
+    gain = contrast * np.exp(rng.normal(0.0, 0.08 * photometric, 3))  # (3,)
+    mean = float(crops.mean())
+    shift = rng.normal(0.0, 12.0 * photometric)
+    v = np.arange(256, dtype=np.float64)[:, None]  # (256, 1)
+    return crops, np.clip((v - mean) * gain + mean + shift + 0.5, 0, 255).astype(np.uint8)  # (256, 3) per channel
+
+
+def augment_clip(crops: np.ndarray, rng: np.random.Generator | TorchDraws, max_shift: int = 2,
                  photometric: float = 0.0) -> np.ndarray:
     """The same random horizontal flip and shift of up to `max_shift` px (edges replicated) for every frame of a
     clip (T, S, S, 3): what detector jitter and mirrored cameras do, without changing the expression.
@@ -156,23 +197,19 @@ def augment_clip(crops: np.ndarray, rng: np.random.Generator, max_shift: int = 2
     make-up, light and camera differ between people; the expression is in the geometry, so a student should not
     lean on colour to tell who it sees.
     """
-    flip = rng.random() < 0.5
-    dy, dx = rng.integers(-max_shift, max_shift + 1, 2)
+    crops, table = _augment(crops, rng, max_shift, photometric)
+    if table is None:
+        return crops
     s = crops.shape[1]
-    rows = np.clip(np.arange(s) - dy, 0, s - 1)  # (S,) source row of each output row
-    cols = np.clip(np.arange(s) - dx, 0, s - 1)  # (S,)
-    if flip:  # mirrored first, then shifted
-        cols = (s - 1) - cols
-    crops = crops.take(rows, axis=1).take(cols, axis=2)  # (T, S, S, 3)
-    if photometric > 0:
-        contrast = np.exp(rng.normal(0.0, 0.15 * photometric))
-        gain = contrast * np.exp(rng.normal(0.0, 0.08 * photometric, 3))  # (3,)
-        mean = float(crops.mean())
-        shift = rng.normal(0.0, 12.0 * photometric)
-        v = np.arange(256, dtype=np.float64)[:, None]  # (256, 1)
-        table = np.clip((v - mean) * gain + mean + shift + 0.5, 0, 255).astype(np.uint8)  # (256, 3) per channel
-        crops = cv2.LUT(crops.reshape(-1, s, 3), np.ascontiguousarray(table[None])).reshape(crops.shape)
-    return crops
+    return cv2.LUT(crops.reshape(-1, s, 3), np.ascontiguousarray(table[None])).reshape(crops.shape)
+
+
+def augmented_model_input(crops: np.ndarray, rng: np.random.Generator | TorchDraws, spec: CropSpec,
+                          photometric: float = 0.0) -> np.ndarray:
+    """to_model_input(augment_clip(crops, rng, photometric=photometric), spec) with the light change folded into
+    the normalisation table: one look-up per value instead of two. float32 (T, 3, S, S)."""
+    crops, table = _augment(crops, rng, 2, photometric)
+    return to_model_input(crops, spec, remap=table)
 
 
 @lru_cache(maxsize=4096)  # 4096 windows of two channels: about 90 MB
@@ -332,13 +369,12 @@ class BioVidDataset(Dataset):
     def __getitem__(self, i: int) -> dict:
         s = self.samples[i]
         order = self._frames[i]
-        # torch's RNG: seeded per DataLoader worker and by torch.manual_seed, so runs are reproducible
-        rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,)))) if self.train else None
+        rng = TorchDraws()  # reproducible: torch's RNG is seeded per run and per DataLoader worker
         pick = order[tsn_indices(len(order), self.num_frames, self.train, rng)]  # (T,) rows of the cache entry
         crops = np.asarray(self._crops[i][pick])  # (T, S, S, 3) uint8
-        if self.augment:
-            crops = augment_clip(crops, rng, photometric=self.photometric)
-        item = {"video": torch.from_numpy(to_model_input(crops, self.spec)),  # (T, 3, S, S)
+        video = (augmented_model_input(crops, rng, self.spec, self.photometric) if self.augment
+                 else to_model_input(crops, self.spec))  # (T, 3, S, S)
+        item = {"video": torch.from_numpy(video),
                 "label": self._label(s), "subject": s.subject_name, "key": s.key}
         if self.with_signal:
             x = self._signals[i]  # (C, L), kept for the next epoch: the item gets a copy

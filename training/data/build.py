@@ -20,15 +20,19 @@ class RunData:
     split: Split
     num_classes: int  # pain classes (5 or 2); 0 for affect
     frame_rate: float  # of the source videos (BioVid 25 fps)
-    make: Callable[[list, bool], Dataset]  # make(part, train): a dataset of a split part (train: sampling, augment)
+    # make(part, train, privileged): a dataset of a split part (train: sampling, augment; privileged: with the
+    # biosignal or audio, by default as build_datasets was asked)
+    make: Callable[..., Dataset]
 
-    def train_eval(self) -> Dataset:
+    def train_eval(self, privileged: bool | None = None) -> Dataset:
         """The training subjects as evaluation sees data: deterministic frames, no augmentation."""
-        return self.make(self.split.train, False)
+        return self.make(self.split.train, False, privileged)
 
 
 def build_datasets(data: DataConfig, task: str, *, privileged: bool = True, strict: bool = False) -> RunData:
-    """`privileged=False` leaves the privileged modality out (students at evaluation, faster loading)."""
+    """`privileged=False` leaves the privileged modality out of the items (a student that does not run its
+    teacher on them; faster). The samples are the same either way: a sample whose biosignal is unusable is skipped
+    in both."""
     if not data.root or not data.cache:
         raise ConfigError("data.root and data.cache are required (the dataset root and its `pkdot prepare` cache)")
     if (data.dataset == "biovid") != (task == "pain"):
@@ -42,10 +46,10 @@ def build_datasets(data: DataConfig, task: str, *, privileged: bool = True, stri
         split = _fold(make_splits(samples, data.split, k=data.folds, seed=data.split_seed,
                                   val_fraction=data.val_fraction), data)
 
-        def make(part: list, train: bool) -> Dataset:
+        def make(part: list, train: bool, with_privileged: bool | None = None) -> Dataset:
             return BioVidDataset(data.root, data.cache, part, num_frames=data.num_frames, train=train,
                                  channels=data.channels, signal=data.signal, task=data.pain_classes,
-                                 with_signal=privileged, strict=strict, normalise=data.signal_norm,
+                                 with_signal=privileged if with_privileged is None else with_privileged, strict=strict, normalise=data.signal_norm,
                                  augment=train and data.augment, photometric=data.photometric)
 
         num_classes, fps = (5 if data.pain_classes == "five" else 2), 25.0
@@ -56,10 +60,10 @@ def build_datasets(data: DataConfig, task: str, *, privileged: bool = True, stri
         split = _fold(make_splits(entries, data.split, k=data.folds, seed=data.split_seed,
                                   val_fraction=data.val_fraction), data)
 
-        def make(part: list, train: bool) -> Dataset:
+        def make(part: list, train: bool, with_privileged: bool | None = None) -> Dataset:
             return AffWild2Dataset(data.root, data.cache, part, sets="both", num_frames=data.num_frames,
                                    stride=data.frame_stride, target_stride=data.target_stride,
-                                   with_audio=privileged, strict=strict, augment=train and data.augment,
+                                   with_audio=privileged if with_privileged is None else with_privileged, strict=strict, augment=train and data.augment,
                                    photometric=data.photometric)
 
         num_classes, fps = 0, 30.0
