@@ -5,6 +5,7 @@
     pkdot bench --only model e2e              some of them
     pkdot bench --providers cuda              ONNX Runtime on CUDA (the same code; batch sizes up to 64)
     pkdot bench --cluster                     the Ray Serve path against plain uvicorn, 1 vs 2 replicas (cluster extra)
+    pkdot bench --url http://HOST:8000        the stream load levels against a server of one's own, elsewhere
 
 Results: OUT/<quick|full>[-cuda]/<benchmark>.json, summary.json (the machine, every target met or missed), and the
 plots latency_cdf.png, throughput_vs_streams.png and model_latency.png. A table is printed as each benchmark
@@ -62,6 +63,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--training-log", type=Path,
                    help="output of `time bash scripts/make-models.sh` (default /tmp/make-models.log)")
     p.add_argument("--video", type=Path, help="stream this face video instead of the generated 640x480 one")
+    p.add_argument("--url", help="load this running server (http[s]://HOST:PORT) instead of starting one: the e2e "
+                                 "stream levels, as its clients see them (results go to OUT/<mode>-remote)")
 
 
 def _log(message: str) -> None:
@@ -96,16 +99,33 @@ def derived_targets(results: dict[str, dict]) -> list[dict]:
     return out
 
 
+def url_problem(url: str) -> str | None:
+    """Why `--url` cannot be loaded, or None."""
+    from urllib.parse import urlparse
+
+    parts = urlparse(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"--url must be http://HOST:PORT or https://HOST:PORT, not {url!r}"
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     from benchmarks import plots
     from benchmarks.common import BenchContext, Skipped, load_average, machine_info, rel, write_json
 
     ctx = BenchContext(quick=args.quick, providers=args.providers, threads=args.threads,
                        models_dir=args.models_dir.resolve(), runs_dir=args.runs_dir.resolve(),
-                       cache_dir=args.cache.resolve(), training_log=args.training_log, video=args.video, log=_log)
-    out = args.out / (ctx.mode + ("-cuda" if ctx.cuda else ""))
+                       cache_dir=args.cache.resolve(), training_log=args.training_log, video=args.video, log=_log,
+                       url=args.url.rstrip("/") if args.url else None)
+    problem = url_problem(args.url) if args.url else None
+    if ctx.url and (args.cluster or (args.only and set(args.only) != {"e2e"})):
+        problem = "--url runs the e2e stream levels only (the other benchmarks start their own servers)"
+    if problem:
+        print(f"pkdot bench: {problem}", file=sys.stderr)
+        return 2
+    out = args.out / (ctx.mode + ("-cuda" if ctx.cuda else "") + ("-remote" if ctx.url else ""))
     out.mkdir(parents=True, exist_ok=True)
-    names = args.only or (list(ON_REQUEST) if args.cluster else list(BENCHMARKS))
+    names = ["e2e"] if ctx.url else args.only or (list(ON_REQUEST) if args.cluster else list(BENCHMARKS))
     machine = machine_info(ctx)
     command = "pkdot bench " + " ".join(sys.argv[2:] if sys.argv[1:2] == ["bench"] else sys.argv[1:])
     _log(f"pkdot bench ({ctx.mode}): {', '.join(names)} on {machine['cpu']}, {machine['cores']} cores, load average "

@@ -43,6 +43,7 @@ class BenchContext:
     out_dir: Path = ROOT / "benchmarks" / "results"
     training_log: Path | None = None  # output of `time bash scripts/make-models.sh`
     video: Path | None = None  # a face video to stream instead of the generated one
+    url: str | None = None  # `pkdot bench --url`: load a server running elsewhere instead of starting one
     log: Callable[[str], None] = print
     extra: dict = field(default_factory=dict)
 

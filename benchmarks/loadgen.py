@@ -13,7 +13,8 @@ answer to its last frame, and closes, so that every frame sent is accounted for:
            + unanswered (in flight when the wait ran out: should be 0)
 
 Only frames sent after `--warmup` seconds count in the latency percentiles; every frame counts in the totals.
-Bounded: at most 256 streams, at most 15 minutes, loopback addresses only.
+Bounded: at most 256 streams, at most 15 minutes, loopback addresses unless --remote (`pkdot bench --url`: a server
+of one's own elsewhere; ws:// or wss://).
 """
 
 from __future__ import annotations
@@ -190,10 +191,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=float, default=1.0, help="seconds left out of the latency percentiles")
     p.add_argument("--frames", required=True, help="npz of JPEG frames (benchmarks.video)")
     p.add_argument("--out", required=True, help="JSON summary to write")
+    p.add_argument("--remote", action="store_true", help="allow a server that is not on this machine")
     args = p.parse_args(argv)
-    host = urlparse(args.url).hostname
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        p.error("the load generator only targets loopback servers")
+    url = urlparse(args.url)
+    if url.scheme not in ("ws", "wss") or not url.hostname:
+        p.error(f"--url must be a ws:// or wss:// URL, not {args.url!r}")
+    if url.hostname not in ("127.0.0.1", "localhost", "::1") and not args.remote:
+        p.error("the load generator targets loopback servers unless --remote is given")
     if not 1 <= args.streams <= MAX_STREAMS or not 0 < args.seconds <= MAX_SECONDS or not 0 < args.fps <= 120:
         p.error(f"streams must be 1..{MAX_STREAMS}, seconds 0..{MAX_SECONDS:g}, fps 0..120")
     from benchmarks.video import read_frames

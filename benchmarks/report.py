@@ -155,17 +155,22 @@ def streaming(r: dict) -> list[str]:
 
 def e2e(r: dict) -> list[str]:
     out = [_under(r), "", "| streams | offered fps | RTT p50 ms | p95 ms | p99 ms | sent | answered | dropped | "
-           "errors | unaccounted | answered/s | server CPU (cores) | server RSS max MiB | client CPU (cores) | server "
-           "total p50 ms |",
-           "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+           "errors | unaccounted | answered/s | server CPU (cores) | server CPU ms per answered frame | server RSS max "
+           "MiB | client CPU (cores) | server total p50 ms |",
+           "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+
+    def num(value: float | None, digits: int) -> str:
+        return "n/a" if value is None else f"{value:.{digits}f}"
+
     for lv in r["levels"]:
-        t = lv["rtt_ms"]
-        out.append(f"| {lv['streams']} | {lv['offered_fps']:.0f} | {t['p50']:.2f} | {t['p95']:.2f} | {t['p99']:.2f} | "
-                   f"{lv['sent']} | {lv['answered']} | {lv['dropped']} | {lv['errors']} | {lv['unanswered']} | "
-                   f"{lv['answered_per_s']:.1f} | {lv['server']['cpu_cores']:.2f} | "
-                   f"{lv['server']['rss_mib_max']:.0f} | {lv['client_cpu_cores']:.2f} | "
-                   f"{lv['server_total_ms']['p50']:.2f} |")
-    out += ["", f"{r['p95_over_100ms_note']}. Cold start of this server: {r['cold_start_s']:.2f} s."]
+        t, srv = lv["rtt_ms"], lv.get("server") or {}
+        out.append(f"| {lv['streams']} | {lv['offered_fps']:.0f} | {num(t['p50'], 2)} | {num(t['p95'], 2)} | "
+                   f"{num(t['p99'], 2)} | {lv['sent']} | {lv['answered']} | {lv['dropped']} | {lv['errors']} | "
+                   f"{lv['unanswered']} | {lv['answered_per_s']:.1f} | {num(srv.get('cpu_cores'), 2)} | "
+                   f"{num(lv.get('server_cpu_ms_per_answer'), 2)} | {num(srv.get('rss_mib_max'), 0)} | "
+                   f"{lv['client_cpu_cores']:.2f} | {num(lv['server_total_ms']['p50'], 2)} |")
+    cold = r.get("cold_start_s")
+    out += ["", f"{r['p95_over_100ms_note']}." + (f" Cold start of this server: {cold:.2f} s." if cold else "")]
     return out
 
 

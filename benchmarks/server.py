@@ -31,10 +31,38 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (all its threads), from /proc/PID/stat."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime (fields 14 and 15 of stat)
+def _stat(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()  # fields from the 3rd (state) on
+
+
+def process_tree(pid: int) -> list[int]:
+    """The process and its descendants (uvicorn's worker processes, a cluster's Ray workers), from /proc."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents.setdefault(int(_stat(int(entry.name))[1]), []).append(int(entry.name))  # ppid
+            except (OSError, IndexError, ValueError):  # gone meanwhile
+                continue
+    tree, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        tree.append(p)
+        todo += parents.get(p, [])
+    return tree
+
+
+def cpu_seconds(pid: int, children: bool = True) -> float:
+    """User + system CPU time of a process (all its threads), from /proc/PID/stat; with `children`, plus that of
+    every descendant process alive now."""
+    total = 0.0
+    for p in process_tree(pid) if children else [pid]:
+        try:
+            fields = _stat(p)
+        except OSError:  # ended meanwhile
+            continue
+        total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime (fields 14 and 15 of stat)
+    return total
 
 
 def rss_mib(pid: int) -> dict[str, float]:
@@ -44,6 +72,17 @@ def rss_mib(pid: int) -> dict[str, float]:
         if line.startswith(("VmRSS:", "VmHWM:")):
             out["rss" if line.startswith("VmRSS") else "peak"] = round(int(line.split()[1]) / 1024, 1)
     return out
+
+
+def tree_rss_mib(pid: int) -> float:
+    """Resident memory of the process and its descendants (several workers: their sum), MiB."""
+    total = 0.0
+    for p in process_tree(pid):
+        try:
+            total += rss_mib(p).get("rss", 0.0)
+        except OSError:
+            continue
+    return round(total, 1)
 
 
 class Sampler:
@@ -63,7 +102,7 @@ class Sampler:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                self.samples.append((round(time.perf_counter() - self._t0, 2), rss_mib(self.pid)["rss"]))
+                self.samples.append((round(time.perf_counter() - self._t0, 2), tree_rss_mib(self.pid)))
             except (OSError, KeyError):
                 return
             self._stop.wait(self.every)
@@ -73,9 +112,28 @@ class Sampler:
         self._thread.join()
         wall = time.perf_counter() - self._t0
         cpu = cpu_seconds(self.pid) - self._cpu0
-        rss = [r for _, r in self.samples] or [rss_mib(self.pid)["rss"]]
+        rss = [r for _, r in self.samples] or [tree_rss_mib(self.pid)]
         return {"wall_s": round(wall, 2), "cpu_s": round(cpu, 2), "cpu_cores": round(cpu / wall, 3),
                 "rss_mib_start": rss[0], "rss_mib_end": rss[-1], "rss_mib_max": max(rss)}
+
+
+def http_json(url: str, timeout: float = 5.0) -> tuple[int | None, dict | None]:
+    """(status, JSON body) of a GET; (None, None) when nothing answered."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status, json.loads(r.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        return exc.code, None
+    except (OSError, ValueError):
+        return None, None
+
+
+def http_text(url: str, timeout: float = 5.0) -> str:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.read().decode()
+    except OSError:
+        return ""
 
 
 class ServerProcess:
@@ -124,20 +182,10 @@ class ServerProcess:
             time.sleep(0.02)
 
     def get(self, path: str, timeout: float = 5.0) -> tuple[int | None, dict | None]:
-        try:
-            with urllib.request.urlopen(self.url + path, timeout=timeout) as r:
-                return r.status, json.loads(r.read() or b"null")
-        except urllib.error.HTTPError as exc:
-            return exc.code, None
-        except (OSError, ValueError):
-            return None, None
+        return http_json(self.url + path, timeout)
 
     def metrics_text(self) -> str:
-        try:
-            with urllib.request.urlopen(self.url + "/metrics", timeout=5.0) as r:
-                return r.read().decode()
-        except OSError:
-            return ""
+        return http_text(self.url + "/metrics")
 
     def stop(self) -> int | None:
         if self.proc is None or self.proc.poll() is not None:
@@ -154,6 +202,30 @@ class ServerProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class RemoteServer:
+    """A server started elsewhere (`pkdot bench --url`): measured from outside only, so no CPU or memory figures."""
+
+    pid = None
+    cold_start_s = None
+
+    def __init__(self, url: str, label: str = "remote") -> None:
+        self.url, self.label = url.rstrip("/"), label
+        status, body = http_json(self.url + "/readyz", timeout=10.0)
+        if status != 200:
+            raise RuntimeError(f"{self.url}/readyz answered {status or 'nothing'}: the server is not ready (or not a "
+                               "PKDOT server)")
+        self.readiness = body
+
+    def metrics_text(self) -> str:
+        return http_text(self.url + "/metrics")
+
+    def __enter__(self) -> RemoteServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
 
 
 def batch_counts(metrics_text: str) -> dict[str, tuple[float, float]]:

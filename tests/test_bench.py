@@ -153,3 +153,22 @@ def test_report_updates_only_the_results_part_of_the_doc(tmp_path: Path) -> None
     assert text.startswith("# Benchmarks\n\nWritten by hand.\n") and "STALE TABLE" not in text
     assert text.count(MARKER) == 1 and "### targets" in text and "| model |" in text
     assert update_doc(ROOT / "benchmarks" / "results" / "quick", doc) == text  # idempotent
+
+
+def test_bench_url_loads_a_server_started_elsewhere(tmp_path: Path, capsys) -> None:
+    from benchmarks.common import BenchContext
+    from benchmarks.server import ServerProcess
+
+    cache = ROOT / "benchmarks" / ".cache"
+    with ServerProcess(BenchContext(cache_dir=cache), ["--max-streams", "64"], label="elsewhere") as server:
+        code = main(["bench", "--quick", "--url", server.url, "--out", str(tmp_path), "--cache", str(cache)])
+        assert code == 0
+    e2e = json.loads((tmp_path / "quick-remote" / "e2e.json").read_text())
+    assert e2e["settings"]["url"] == server.url and e2e["cold_start_s"] is None
+    assert [lv["streams"] for lv in e2e["levels"]] == [1, 4, 8, 16, 32]
+    for lv in e2e["levels"]:  # seen from outside: latency and accounting, no server CPU or memory
+        assert lv["sent"] == lv["answered"] + lv["dropped"] + lv["errors"] + lv["unanswered"] and lv["answered"] > 0
+        assert lv["server"] is None and lv["server_cpu_ms_per_answer"] is None
+    assert "n/a" in capsys.readouterr().out
+    assert main(["bench", "--url", "ftp://example.org"]) == 2
+    assert main(["bench", "--url", server.url, "--only", "model"]) == 2

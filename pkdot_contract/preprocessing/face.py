@@ -34,6 +34,10 @@ class FaceBox:
     def as_list(self) -> list[float]:
         return [self.x, self.y, self.w, self.h]
 
+    def scaled(self, factor: float) -> FaceBox:
+        """The same face in a frame resized by `factor` (2: twice the width and height)."""
+        return FaceBox(self.x * factor, self.y * factor, self.w * factor, self.h * factor, self.score)
+
 
 class FaceDetector:
     """Largest-face detector over RGB uint8 frames (H, W, 3).

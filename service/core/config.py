@@ -57,6 +57,7 @@ class Settings(BaseSettings):
     face_min_score: float = Field(0.5, gt=0, lt=1)
     detect_every: int = Field(5, ge=1, le=1000)  # streams: full detection every N frames, tracking between
     track_min_score: float = Field(0.6, gt=0, le=1)  # tracking below this correlation re-detects at once
+    stream_reduced_decode: bool = True  # streams: decode at half size when the face is large enough
 
     # -- limits ------------------------------------------------------------------------------------------------------
     max_request_bytes: int = Field(32 * MiB, ge=1024)  # a larger REST body is refused with 413 before reading it

@@ -3,6 +3,10 @@
 `FaceTracker` detects every `detect_every` frames (through the shared `DetectorPool`) and in between follows the face
 by normalised cross-correlation of its last detected appearance (a grey, downscaled template) in a search window
 around its last position. A weak match re-detects at once.
+
+Frames may be decoded at half size (`next_scale`): a stream whose face is large enough for the crop at half the
+resolution is decoded, detected and tracked at half size from its next detection on, which costs about a quarter
+of the pixels. Boxes are in pixels of the frame the tracker was given.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ class _Track:
     k: int = 1  # integer downscale factor of the template
     offset: tuple[float, float] = (0.0, 0.0)  # from the template's origin to the box's corner
     since_detection: int = 0
+    scale: int = 1  # the frames followed are decoded at 1/scale of their full width and height
 
 
 class FaceTracker:
@@ -53,20 +58,37 @@ class FaceTracker:
             self._generation += 1
             self._state = None
 
-    def __call__(self, rgb: np.ndarray, timings: dict[str, float] | None = None) -> tuple[FaceBox | None, bool]:
-        """(box, tracked): the face in this frame and whether it was tracked rather than detected."""
+    def next_scale(self, min_side: float) -> int:
+        """How much the next frame may be reduced when it is decoded: 1 (full size) or 2 (half the width and height).
+
+        A frame to be tracked keeps its template's scale. A frame to be detected is reduced when the face last seen
+        had a longer side of at least 2 x `min_side` full-frame pixels (`min_side`: the face size at which the
+        model's crop takes the frame's pixels one to one, so half size still gives the crop every pixel it uses);
+        with no face known it is decoded at full size, so a small or distant face is found."""
+        with self._lock:
+            state = self._state
+        if state is None:
+            return 1
+        if state.template is not None and state.since_detection < self.detect_every - 1:
+            return state.scale
+        return 2 if max(state.box.w, state.box.h) * state.scale >= 2.0 * min_side else 1
+
+    def __call__(self, rgb: np.ndarray, timings: dict[str, float] | None = None,
+                 scale: int = 1) -> tuple[FaceBox | None, bool]:
+        """(box, tracked): the face in this frame (pixels of `rgb`) and whether it was tracked rather than detected.
+        `scale`: `rgb` was decoded at 1/scale of the full frame (see `next_scale`)."""
         with self._lock:
             state, generation = self._state, self._generation
-        box, state, tracked = self._find(rgb, state, timings)
+        box, state, tracked = self._find(rgb, state, timings, scale)
         with self._lock:
             if self._generation == generation:  # no reset since this frame began
                 self._state = state
         return box, tracked
 
-    def _find(self, rgb: np.ndarray, state: _Track | None, timings: dict[str, float] | None
+    def _find(self, rgb: np.ndarray, state: _Track | None, timings: dict[str, float] | None, scale: int
               ) -> tuple[FaceBox | None, _Track | None, bool]:
         """(box, the state after this frame, tracked)."""
-        if state is not None and state.since_detection < self.detect_every - 1:
+        if state is not None and state.scale == scale and state.since_detection < self.detect_every - 1:
             t0 = time.perf_counter()
             box = self._track(rgb, state)
             if timings is not None:
@@ -81,16 +103,16 @@ class FaceTracker:
         self.detections += 1
         if box is None:
             return None, None, False
-        return box, self._detected(rgb, box), False
+        return box, self._detected(rgb, box, scale), False
 
-    def _detected(self, rgb: np.ndarray, box: FaceBox) -> _Track:
+    def _detected(self, rgb: np.ndarray, box: FaceBox, scale: int) -> _Track:
         """The state after a detection: the box and, when frames are tracked in between, its template."""
         if self.detect_every <= 1:
-            return _Track(box, None)
+            return _Track(box, None, scale=scale)
         k = max(int(round(box.w / TRACK_TEMPLATE_PX)), 1)
         template, ox, oy = _grey(rgb, k, box.x, box.y, box.x + box.w, box.y + box.h)
         trackable = min(template.shape) >= 4 and template.std() > 1.0
-        return _Track(box, template if trackable else None, k, (box.x - ox, box.y - oy))
+        return _Track(box, template if trackable else None, k, (box.x - ox, box.y - oy), scale=scale)
 
     def _track(self, rgb: np.ndarray, state: _Track) -> FaceBox | None:
         box, template, k, (dx, dy) = state.box, state.template, state.k, state.offset

@@ -29,6 +29,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 
 import numpy as np
+import orjson
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from pkdot_contract.preprocessing.face import FaceBox
@@ -160,7 +161,7 @@ class StreamSession:
             return
         try:
             async with self._send_lock:
-                await self.ws.send_text(json.dumps(message, allow_nan=False))
+                await self.ws.send_text(orjson.dumps(message).decode())
         except (WebSocketDisconnect, RuntimeError, OSError):
             self._client_closed(None)
 
@@ -248,12 +249,15 @@ class StreamSession:
     def _prepare(self, data: bytes, timings: dict[str, float]) -> Prepared:
         """Decode, find the face, crop and normalise (blocking; runs in the CPU pool)."""
         metrics, s = self.metrics, self.settings
+        crop = self.predictor.crop
+        # half-size decoding once the face is known to be large enough for the crop at half the resolution
+        scale = self.tracker.next_scale(crop.size / (1.0 + 2.0 * crop.margin)) if s.stream_reduced_decode else 1
         with metrics.timer("decode", timings):
             size = image_size_from_header(data)
             if size is not None and size[0] * size[1] > s.max_image_pixels:
                 raise TooLarge(f"the frame is {size[0]}x{size[1]} pixels; the limit is {s.max_image_pixels}")
-            rgb = decode_image(data, s.max_image_pixels)
-        box, tracked = self.tracker(rgb, timings)
+            rgb = decode_image(data, s.max_image_pixels, reduce=scale)
+        box, tracked = self.tracker(rgb, timings, scale)
         for stage in ("track", "detect"):
             if stage in timings:
                 metrics.observe(stage, timings[stage] / 1000.0)
@@ -261,7 +265,7 @@ class StreamSession:
             return Prepared(None, False, None)
         with metrics.timer("preprocess", timings):
             x = self.predictor.preprocess(rgb, box)  # (3, S, S)
-        return Prepared(box, tracked, x)
+        return Prepared(box.scaled(scale) if scale != 1 else box, tracked, x)  # the box in full-frame pixels
 
     async def _process_frame(self, frame: Frame) -> None:
         seq, arrival = frame.seq, frame.arrival

@@ -43,3 +43,30 @@ def test_a_reset_while_a_frame_is_in_process_is_not_undone(face_rgb) -> None:
         assert tracked and tracker.tracked == 1
     finally:
         pool.close()
+
+
+def test_a_large_face_is_followed_at_half_size_from_its_next_detection(face_rgb, face_jpeg: bytes) -> None:
+    from pkdot_contract.preprocessing.media import decode_image
+
+    half = decode_image(face_jpeg, reduce=2)  # libjpeg's scaled decode
+    assert half.shape == (256, 256, 3)
+    pool = DetectorPool(1)
+    tracker = FaceTracker(pool, detect_every=3)
+    try:
+        assert tracker.next_scale(40.0) == 1  # no face known yet: full size, so a small face is found
+        full_box, tracked = tracker(face_rgb, scale=1)
+        assert full_box is not None and not tracked and max(full_box.w, full_box.h) >= 80.0
+        assert tracker.next_scale(40.0) == 1  # tracked frames keep their template's scale
+        assert tracker(face_rgb, scale=1)[1] and tracker(face_rgb, scale=1)[1]
+        assert tracker.next_scale(1000.0) == 1  # the face is too small for the crop at half size
+        assert tracker.next_scale(40.0) == 2  # a detection is due and the face is large: half size from here on
+        half_box, tracked = tracker(half, scale=2)
+        assert not tracked and tracker.next_scale(40.0) == 2
+        for a, b in zip(half_box.scaled(2).as_list(), full_box.as_list(), strict=True):
+            assert abs(a - b) <= 4.0  # the same face, in full-frame pixels
+        box, tracked = tracker(half, scale=2)  # tracked at half size
+        assert tracked and abs(box.x - half_box.x) <= 1.5 and abs(box.y - half_box.y) <= 1.5
+        box, tracked = tracker(face_rgb, scale=1)  # a frame at another scale than the template: detected afresh
+        assert not tracked and abs(box.x - full_box.x) <= 1.0
+    finally:
+        pool.close()

@@ -167,3 +167,30 @@ def test_postprocess_is_observed_once_per_frame(client, frames: list[bytes], noi
             assert ws.receive_json()["type"] == "result"
     assert _stage_count(client, "postprocess") - before == 3
     assert _stage_count(client, "total") >= 3
+
+
+def test_half_size_decoding_keeps_the_predictions(client, settings_factory, frames: list[bytes]) -> None:
+    """Streams decode at half size once the face is large enough (the default); boxes stay in full-frame pixels and
+    the predictions stay those of full-size decoding, up to resampling."""
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+
+    def stream(c) -> list[dict]:
+        out = []
+        with c.websocket_connect("/ws/stream?task=pain") as ws:
+            for f in frames[:12]:
+                ws.send_bytes(f)
+                out.append(ws.receive_json())
+        return out
+
+    half = stream(client)
+    with TestClient(create_app(settings_factory(stream_reduced_decode=False))) as full_client:
+        full = stream(full_client)
+    assert all(r["face_detected"] for r in half + full)
+    for h, f in zip(half, full, strict=True):
+        np.testing.assert_allclose(h["face"]["box"], f["face"]["box"], atol=4.0)
+        np.testing.assert_allclose(h["prediction"]["probabilities"], f["prediction"]["probabilities"], atol=0.05)
+    assert half[0]["prediction"] == full[0]["prediction"]  # the first frame, before any face is known, is full size
+    assert [h["face"]["box"] for h in half[:5]] == [f["face"]["box"] for f in full[:5]]  # full size until frame 5
+    assert all(h["face"]["box"] != f["face"]["box"] for h, f in zip(half[5:], full[5:], strict=True))  # half size
