@@ -24,6 +24,7 @@ from service.core.config import Settings, get_settings
 from service.core.errors import WS_GOING_AWAY, ModelLoadError, register_exception_handlers
 from service.core.metrics import Metrics
 from service.core.middleware import RequestMiddleware
+from service.core.workers import SharedStreamCount, worker_state_dir
 from service.faces.detectors import DetectorPool, detector_config
 from service.inference.registry import ModelRegistry
 from service.streams.registry import StreamRegistry
@@ -34,7 +35,8 @@ log = logging.getLogger(__name__)
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     metrics = Metrics()
-    streams = StreamRegistry(settings.max_streams)
+    state = worker_state_dir()  # one of several workers: the stream limit and metrics span them all
+    streams = StreamRegistry(settings.max_streams, SharedStreamCount(state) if state else None)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -66,6 +68,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             closed = await streams.close_all(WS_GOING_AWAY, "server shutting down", settings.shutdown_timeout_s)
             app.state.ctx = None
             await ctx.close()
+            metrics.close()
+            if streams.shared is not None:
+                streams.shared.close()
             log.info("service stopped", extra={"streams_closed": closed})
 
     app = FastAPI(title="PKDOT", version=__version__, lifespan=lifespan,

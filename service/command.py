@@ -9,9 +9,9 @@ from pathlib import Path
 
 # flag -> settings field; every other setting is read from its PKDOT_* environment variable
 FLAGS = ("host", "port", "workers", "models_dir", "providers", "require_gpu", "teacher", "skip_broken_models",
-         "max_batch_size", "max_batch_delay_ms", "detect_every", "max_streams", "log_level", "log_format",
-         "cors_origins", "inference_threads", "ort_intra_op_threads", "backend", "triton_url", "triton_model_name",
-         "replica_num_cpus", "replica_num_gpus", "min_replicas", "max_replicas", "target_streams")
+         "max_batch_size", "max_batch_delay_ms", "stream_inference", "detect_every", "max_streams", "log_level",
+         "log_format", "cors_origins", "inference_threads", "ort_intra_op_threads", "backend", "triton_url",
+         "triton_model_name", "replica_num_cpus", "replica_num_gpus", "min_replicas", "max_replicas", "target_streams")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -29,6 +29,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="leave broken model folders out (listed in /readyz) instead of refusing to start")
     p.add_argument("--max-batch-size", type=int, help="rows per ONNX Runtime call (default 8)")
     p.add_argument("--max-batch-delay-ms", type=float, help="how long a batch waits for more rows (default 0)")
+    p.add_argument("--stream-inference", choices=["batched", "inline"],
+                   help="streams: frames through the shared batchers (default), or the model run in the thread that "
+                        "decoded the frame (PKDOT_STREAM_INFERENCE)")
     p.add_argument("--detect-every", type=int, help="streams: full face detection every N frames (default 5)")
     p.add_argument("--max-streams", type=int, help="concurrent WebSocket streams (default 16)")
     p.add_argument("--inference-threads", type=int, help="threads running ONNX Runtime calls (default 2)")
@@ -78,8 +81,15 @@ def run(args: argparse.Namespace) -> int:
     if settings.workers > 1:  # each worker process builds its app from the environment
         for key, value in overrides.items():
             os.environ[f"PKDOT_{key.upper()}"] = json.dumps(value) if isinstance(value, list) else str(value)
-        # uvicorn's own workers close streams with 1012 (service restart) at shutdown, not 1001
-        uvicorn.run("service.app:create_app", factory=True, workers=settings.workers, **uvicorn_options(settings))
+        from service.core.workers import prepare_worker_state, remove_worker_state
+
+        state = prepare_worker_state()  # the stream limit and the metrics, shared by the workers
+        try:
+            # uvicorn's own workers close streams with 1012 (service restart) at shutdown, not 1001
+            uvicorn.run("service.app:create_app", factory=True, workers=settings.workers,
+                        **uvicorn_options(settings))
+        finally:
+            remove_worker_state(state)
         return 0
     app = create_app(settings)
     server = Server(uvicorn_config(app, settings), app)

@@ -1,12 +1,18 @@
-"""Prometheus metrics of one app instance (its own registry, so several apps can live in one process)."""
+"""Prometheus metrics of one app instance (its own registry, so several apps can live in one process).
+
+Under `pkdot serve --workers N` (PROMETHEUS_MULTIPROC_DIR set by the parent, see service.core.workers) every worker
+writes its values to the shared folder and /metrics sums the workers' files, whichever worker answers."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
+
+from service.core.workers import PROMETHEUS_ENV, worker_state_dir
 
 STAGES = ("decode", "detect", "track", "preprocess", "queue", "inference", "postprocess", "total")
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.0, 2.0, 5.0)
@@ -28,7 +34,9 @@ class Metrics:
                               ["task", "outcome"], registry=r)
         self.dropped_frames = Counter("pkdot_dropped_frames", "Stream frames dropped because a newer one arrived",
                                       ["task"], registry=r)
-        self.active_streams = Gauge("pkdot_active_streams", "Open WebSocket streams", registry=r)
+        self.multiprocess = worker_state_dir() is not None and bool(os.environ.get(PROMETHEUS_ENV))
+        self.active_streams = Gauge("pkdot_active_streams", "Open WebSocket streams", registry=r,
+                                    multiprocess_mode="livesum")  # workers: the sum over the live ones
         self.streams_refused = Counter("pkdot_streams_refused", "WebSocket streams refused, by close code",
                                        ["code"], registry=r)
 
@@ -48,4 +56,13 @@ class Metrics:
                 timings[stage] = timings.get(stage, 0.0) + dt * 1000.0
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        if not self.multiprocess:
+            return generate_latest(self.registry)
+        every_worker = CollectorRegistry()
+        multiprocess.MultiProcessCollector(every_worker)
+        return generate_latest(every_worker)
+
+    def close(self) -> None:
+        """A worker that stops: its live gauges leave the sum."""
+        if self.multiprocess:
+            multiprocess.mark_process_dead(os.getpid())

@@ -112,6 +112,20 @@ class Predictor:
             out = await self.model.run("model", feed)
         return {k: v[0] for k, v in out.items()}
 
+    def step_blocking(self, model_input: np.ndarray, items: Sequence[np.ndarray]) -> tuple[np.ndarray,
+                                                                                          dict[str, np.ndarray]]:
+        """One stream frame without the batchers, in the calling thread (blocking; ONNX Runtime releases the GIL):
+        its window item (the encoder's embedding when streaming, else the input) and the model's outputs over the
+        window of `items` followed by it. The same as `encode` then `predict_window`, one call at a time."""
+        graphs = self.model.graphs
+        if self.model.streaming:
+            item = graphs["encoder"].run({"frames": model_input[None]})["embedding"][0]  # (D,)
+            out = graphs["head"].run({"embeddings": pad_window([*items, item], self.window)[None]})
+        else:
+            item = model_input  # (3, S, S)
+            out = graphs["model"].run({"video": pad_window([*items, item], self.window)[None]})
+        return item, {k: v[0] for k, v in out.items()}
+
     # -- postprocess -------------------------------------------------------------------------------------------------
 
     def postprocess(self, outputs: dict[str, np.ndarray]) -> Prediction:

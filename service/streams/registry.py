@@ -7,16 +7,19 @@ import logging
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from service.core.workers import SharedStreamCount
     from service.streams.session import StreamSession
 
 log = logging.getLogger(__name__)
 
 
 class StreamRegistry:
-    """Open streams: the concurrency limit, and closing every stream at shutdown."""
+    """Open streams: the concurrency limit, and closing every stream at shutdown. `shared`: the count over every
+    worker process of the server (`pkdot serve --workers N`), which the limit then applies to."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, shared: SharedStreamCount | None = None) -> None:
         self.limit = limit
+        self.shared = shared
         self._open: set[StreamSession] = set()
         self.accepting = True
 
@@ -27,6 +30,8 @@ class StreamRegistry:
         """Admit a stream unless the limit is reached or the server is shutting down (no await: atomic)."""
         if not self.accepting or len(self._open) >= self.limit:
             return False
+        if self.shared is not None and not self.shared.try_add(self.limit):  # a short file lock, no await
+            return False
         self._open.add(stream)
         return True
 
@@ -35,7 +40,10 @@ class StreamRegistry:
         return sum(s.frame_waiting for s in self._open)
 
     def discard(self, stream: StreamSession) -> None:
-        self._open.discard(stream)
+        if stream in self._open:
+            self._open.discard(stream)
+            if self.shared is not None:
+                self.shared.remove()
 
     async def close_all(self, code: int, reason: str, timeout: float = 5.0) -> int:
         """Refuse new streams, close the open ones with `code`, and wait (bounded) until their sessions end."""

@@ -74,6 +74,8 @@ class Prepared:
     box: FaceBox | None
     tracked: bool
     model_input: np.ndarray | None  # (3, S, S)
+    item: np.ndarray | None = None  # inline inference: this frame's window item ...
+    outputs: dict[str, np.ndarray] | None = None  # ... and the model's outputs over the window ending with it
 
 
 class StreamSession:
@@ -246,8 +248,9 @@ class StreamSession:
         while not self.closed:
             await self._process_frame(await self._slot.take())
 
-    def _prepare(self, data: bytes, timings: dict[str, float]) -> Prepared:
-        """Decode, find the face, crop and normalise (blocking; runs in the CPU pool)."""
+    def _prepare(self, data: bytes, timings: dict[str, float], items: list[np.ndarray] | None = None) -> Prepared:
+        """Decode, find the face, crop and normalise (blocking; runs in the CPU pool); with `items` (the window so
+        far: inline inference) also run the model on the frame."""
         metrics, s = self.metrics, self.settings
         crop = self.predictor.crop
         # half-size decoding once the face is known to be large enough for the crop at half the resolution
@@ -265,13 +268,20 @@ class StreamSession:
             return Prepared(None, False, None)
         with metrics.timer("preprocess", timings):
             x = self.predictor.preprocess(rgb, box)  # (3, S, S)
-        return Prepared(box.scaled(scale) if scale != 1 else box, tracked, x)  # the box in full-frame pixels
+        box = box.scaled(scale) if scale != 1 else box  # in full-frame pixels
+        if items is None:
+            return Prepared(box, tracked, x)
+        with metrics.timer("inference", timings):
+            item, outputs = self.predictor.step_blocking(x, items)
+        return Prepared(box, tracked, x, item, outputs)
 
     async def _process_frame(self, frame: Frame) -> None:
         seq, arrival = frame.seq, frame.arrival
         timings: dict[str, float] = {"wait": (time.perf_counter() - arrival) * 1000.0}
+        inline = self.settings.stream_inference == "inline"
         try:
-            prepared = await run_blocking(self.pool, self._prepare, frame.data, timings)
+            prepared = await run_blocking(self.pool, self._prepare, frame.data, timings,
+                                          list(self.window) if inline else None)
         except (ServiceError, MediaError) as exc:
             error = as_service_error(exc)
             if isinstance(error, TooLarge):  # an oversized image is refused like a bad one: the stream goes on
@@ -283,10 +293,14 @@ class StreamSession:
             if prepared.box is not None:
                 self.missing = 0
                 self.faces += 1
-                t0 = time.perf_counter()
-                self.window.extend(await self.predictor.encode(prepared.model_input[None]))
-                outputs = await self.predictor.predict_window(list(self.window))
-                timings["inference"] = (time.perf_counter() - t0) * 1000.0
+                if prepared.outputs is not None:  # inline: the model ran with the frame
+                    self.window.append(prepared.item)
+                    outputs = prepared.outputs
+                else:
+                    t0 = time.perf_counter()
+                    self.window.extend(await self.predictor.encode(prepared.model_input[None]))
+                    outputs = await self.predictor.predict_window(list(self.window))
+                    timings["inference"] = (time.perf_counter() - t0) * 1000.0
             else:
                 self.missing += 1
                 if self.missing >= self.predictor.window:

@@ -194,3 +194,27 @@ def test_half_size_decoding_keeps_the_predictions(client, settings_factory, fram
     assert half[0]["prediction"] == full[0]["prediction"]  # the first frame, before any face is known, is full size
     assert [h["face"]["box"] for h in half[:5]] == [f["face"]["box"] for f in full[:5]]  # full size until frame 5
     assert all(h["face"]["box"] != f["face"]["box"] for h, f in zip(half[5:], full[5:], strict=True))  # half size
+
+
+def test_inline_inference_answers_as_the_batchers_do(client, settings_factory, frames: list[bytes]) -> None:
+    """`stream_inference = "inline"` runs the encoder and head in the frame's own thread: the same answers."""
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+
+    def stream(c, task: str) -> list[dict]:
+        out = []
+        with c.websocket_connect(f"/ws/stream?task={task}") as ws:
+            for f in frames[:8]:
+                ws.send_bytes(f)
+                out.append(ws.receive_json())
+        return out
+
+    with TestClient(create_app(settings_factory(stream_inference="inline"))) as inline_client:
+        for task in ("pain", "affect"):
+            inline, batched = stream(inline_client, task), stream(client, task)
+            for a, b in zip(inline, batched, strict=True):
+                assert a["face"] == b["face"]
+                assert a["prediction"] == pytest.approx(b["prediction"], abs=1e-5)
+                assert a["smoothed"] == pytest.approx(b["smoothed"], abs=1e-5)
+                assert a["timings_ms"]["inference"] > 0
