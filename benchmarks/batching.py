@@ -1,10 +1,13 @@
-"""Batching: the same stream load with cross-stream micro-batching on (the service's default, up to 8 rows per
-ONNX Runtime call, no added delay) and off (`--max-batch-size 1`: one call per frame).
+"""Batching and workers: the same stream load with cross-stream micro-batching on (the service's default, up to 8
+rows per ONNX Runtime call, no added delay) and off (`--max-batch-size 1`: one call per frame), each with one
+server process and (full mode) with two worker processes (`--workers 2`, which share the port, the stream limit
+and the metrics).
 
-Two servers, one after the other, each loaded with the same load generator levels (more streams than the machine
-serves at 15 fps, where batching can matter). Per level and setting: frames answered per second, RTT p50/p95,
-drops, the server's CPU time per answered frame, and the mean rows per call of the student's encoder (read from
-the server's /metrics). Reported: the throughput ratio on / off at each level.
+One server per setting, one after the other, each loaded with the same load generator levels (more streams than
+the machine serves at 15 fps, where these settings matter). Per level and setting: frames answered per second, RTT
+p50/p95, drops, the server's CPU time per answered frame (every worker process counted), and the mean rows per
+call of the student's encoder (read from the server's /metrics). Reported: the throughput ratio on / off at each
+level, and every setting side by side.
 """
 
 from __future__ import annotations
@@ -16,19 +19,21 @@ from benchmarks.e2e import run_load, server_flags
 from benchmarks.server import ServerProcess, batch_counts, mean_batch
 
 NAME = "batching"
-MODES = {"on": [], "off": ["--max-batch-size", "1"]}
+MODES = {"on": [], "off": ["--max-batch-size", "1"], "on, 2 workers": ["--workers", "2"],
+         "off, 2 workers": ["--max-batch-size", "1", "--workers", "2"]}
 
 
 def settings(ctx: BenchContext) -> dict:
     if ctx.quick:
-        return {"levels": [32], "seconds": 4.0, "warmup": 1.0}
-    return {"levels": [16, 32, 48], "seconds": 20.0, "warmup": 2.0}
+        return {"levels": [32], "seconds": 4.0, "warmup": 1.0, "modes": ["on", "off"]}
+    return {"levels": [16, 32, 48, 64], "seconds": 20.0, "warmup": 2.0, "modes": list(MODES)}
 
 
 def run(ctx: BenchContext) -> dict:
     s = settings(ctx)
     results: dict[str, list[dict]] = {}
-    for mode, flags in MODES.items():
+    for mode in s["modes"]:
+        flags = MODES[mode]
         with ServerProcess(ctx, server_flags(ctx) + flags, label=f"batching-{mode}") as server:
             results[mode] = []
             for n in s["levels"]:
@@ -49,7 +54,7 @@ def run(ctx: BenchContext) -> dict:
                                                     "off": off["server_cpu_ms_per_answer"]},
                        "encoder_rows_per_call": {"on": _encoder_rows(on), "off": _encoder_rows(off)}})
     return {"name": NAME, "results": results, "ratios": ratios, "targets": [],
-            "settings": {**s, "modes": {k: server_flags(ctx) + v for k, v in MODES.items()}}}
+            "settings": {**s, "modes": {k: server_flags(ctx) + MODES[k] for k in s["modes"]}}}
 
 
 def _encoder_rows(level: dict) -> float | None:
@@ -65,4 +70,11 @@ def table(result: dict) -> list[str]:
                      f"{r['rtt_p95_ms']['on']:8.1f} {r['rtt_p95_ms']['off']:8.1f} "
                      f"{r['server_cpu_ms_per_answer']['on']:15.2f} {r['server_cpu_ms_per_answer']['off']:6.2f} "
                      f"{r['encoder_rows_per_call']['on'] or 0:12.2f}")
+    if len(result["results"]) > 2:
+        lines.append(f"{'setting':>16} {'streams':>7} {'ans/s':>7} {'p95 ms':>8} {'dropped':>7} {'CPU ms/frame':>12}")
+        for mode, levels in result["results"].items():
+            for lv in levels:
+                lines.append(f"{mode:>16} {lv['streams']:7d} {lv['answered_per_s']:7.1f} "
+                             f"{lv['rtt_ms']['p95'] or 0:8.1f} {lv['dropped']:7d} "
+                             f"{lv['server_cpu_ms_per_answer'] or 0:12.2f}")
     return lines

@@ -127,6 +127,8 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     names = ["e2e"] if ctx.url else args.only or (list(ON_REQUEST) if args.cluster else list(BENCHMARKS))
     machine = machine_info(ctx)
+    if ctx.url:  # what ran here is the load generator; the server is elsewhere
+        machine = {**machine, "role": "load generator (client); the server is " + ctx.url}
     command = "pkdot bench " + " ".join(sys.argv[2:] if sys.argv[1:2] == ["bench"] else sys.argv[1:])
     _log(f"pkdot bench ({ctx.mode}): {', '.join(names)} on {machine['cpu']}, {machine['cores']} cores, load average "
          f"{machine['load_average']}")

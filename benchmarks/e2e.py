@@ -113,12 +113,15 @@ def run(ctx: BenchContext) -> dict:
                     target("48 streams: frames dropped", 100.0 * lv["dropped"] / max(lv["sent"], 1), 2.0, "%",
                            note=f"{lv['dropped']} of {lv['sent']}; neither answered nor counted: "
                                 f"{lv['unanswered'] + abs(lv['dropped'] - lv['dropped_seen_as_gaps'])}")]
+    if ctx.url:  # the targets are this project's, for its 2-core machine: a remote server is only described
+        targets = []
     return {"name": NAME, "levels": levels, "p95_over_100ms_at_streams": over,
             "p95_over_100ms_note": (f"p95 first exceeds 100 ms at {over} streams" if over else
                                     f"p95 stays under 100 ms up to {levels[-1]['streams']} streams"),
             "cold_start_s": None if cold is None else round(cold, 3), "rss_mib_ready": idle, "providers": providers,
             "targets": targets,
-            "settings": {**s, "fps": FPS, "server_flags": server_flags(ctx), "task": "pain", "url": ctx.url}}
+            "settings": {**s, "fps": FPS, "server_flags": None if ctx.url else server_flags(ctx), "task": "pain",
+                         "url": ctx.url}}
 
 
 def table(result: dict) -> list[str]:

@@ -83,16 +83,26 @@ def main(argv: list[str] | None = None) -> int:
     sampled = max(int(args.seconds), 3)
     with ServerProcess(ctx, server_flags(ctx) + args.serve_flags, label="profile") as server:
         load: dict = {}
-        seconds = 2 * sampled + 8.0
-        worker = threading.Thread(target=lambda: load.update(run_load(ctx, server, args.streams, seconds, 2.0)))
+        seconds = 2 * sampled + 20.0  # py-spy's own start-up (native unwinding) takes a few seconds per recording
+
+        def generate() -> None:
+            try:
+                load.update(run_load(ctx, server, args.streams, seconds, 2.0))
+            except Exception as exc:  # noqa: BLE001 - reported after the join
+                load["error"] = exc
+
+        worker = threading.Thread(target=generate)
         worker.start()
         time.sleep(4.0)  # connections up, warm
         problems = []
         for out, fmt in ((args.out, "flamegraph"), (collapsed, "raw")):
             spy = record(server.pid, out, sampled, fmt)
-            if spy.wait() != 0:
-                problems.append(spy.communicate()[1])
+            _, err = spy.communicate()
+            if spy.returncode != 0:
+                problems.append(err)
         worker.join()
+    if "error" in load:
+        raise load["error"]
     if problems:
         print(f"py-spy failed: {problems[0][-1000:]}", file=sys.stderr)
         return 1

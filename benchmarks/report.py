@@ -183,6 +183,15 @@ def batching(r: dict) -> list[str]:
                    f"{x['rtt_p95_ms']['on']:.1f} / {x['rtt_p95_ms']['off']:.1f} | "
                    f"{x['server_cpu_ms_per_answer']['on']:.2f} / {x['server_cpu_ms_per_answer']['off']:.2f} | "
                    f"{_f(x['encoder_rows_per_call']['on'])} |")
+    if len(r["results"]) > 2:
+        out += ["", "Every setting (batching on/off, one process or two workers):", "",
+                "| setting | streams | answered/s | RTT p50 ms | p95 ms | dropped | errors | server CPU (cores) | "
+                "server CPU ms per answered frame |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for mode, levels in r["results"].items():
+            for lv in levels:
+                out.append(f"| {mode} | {lv['streams']} | {lv['answered_per_s']:.1f} | {_f(lv['rtt_ms']['p50'])} | "
+                           f"{_f(lv['rtt_ms']['p95'])} | {lv['dropped']} | {lv['errors']} | "
+                           f"{lv['server']['cpu_cores']:.2f} | {_f(lv['server_cpu_ms_per_answer'])} |")
     return out
 
 

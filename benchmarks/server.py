@@ -53,15 +53,16 @@ def process_tree(pid: int) -> list[int]:
 
 
 def cpu_seconds(pid: int, children: bool = True) -> float:
-    """User + system CPU time of a process (all its threads), from /proc/PID/stat; with `children`, plus that of
-    every descendant process alive now."""
+    """User + system CPU time of a process (all its threads) and of its ended children, from /proc/PID/stat; with
+    `children`, plus that of every descendant process alive now."""
     total = 0.0
     for p in process_tree(pid) if children else [pid]:
         try:
             fields = _stat(p)
         except OSError:  # ended meanwhile
             continue
-        total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime (fields 14 and 15 of stat)
+        # utime, stime, and cutime, cstime: the CPU of children that ended (and were reaped) since they started
+        total += sum(int(f) for f in fields[11:15]) / CLOCK_TICKS  # fields 14-17 of stat
     return total
 
 
@@ -149,6 +150,7 @@ class ServerProcess:
         self.cold_start_s: float | None = None
         self.readiness: dict | None = None
         self.log_path = ctx.cache_dir / "logs" / f"{label}-{self.port}.log"
+        self.workers = int(self.flags[self.flags.index("--workers") + 1]) if "--workers" in self.flags else 1
 
     @property
     def pid(self) -> int:
@@ -175,7 +177,8 @@ class ServerProcess:
                 self.stop()
                 raise RuntimeError(f"pkdot serve was not ready after {READY_TIMEOUT_S:g} s; see {self.log_path}")
             status, body = self.get("/readyz", timeout=1.0)
-            if status == 200:
+            # with several workers, one may answer while another still loads its models: wait for every one
+            if status == 200 and ((body or {}).get("workers_ready") or 1) >= self.workers:
                 self.cold_start_s = time.perf_counter() - t0
                 self.readiness = body
                 return self

@@ -59,6 +59,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         registry.start(ctx.inference_pool, metrics)
         streams.accepting = True
+        if streams.shared is not None:
+            streams.shared.mark_ready()
         app.state.ctx = ctx
         log.info("service ready", extra={"models": sorted(registry.models), "skipped": len(registry.skipped),
                                          "startup_ms": round((time.perf_counter() - t0) * 1000, 1)})

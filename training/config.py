@@ -197,6 +197,8 @@ def config_changes(saved: dict, new: dict) -> list[str]:
     """'key: old -> new' for every option that differs between a run's saved config and a new one, except those a
     resumed run may change (RESUMABLE_CHANGES)."""
     a, b = _flatten(saved), _flatten(new)
+    defaults = _flatten(json.loads(json.dumps(RunConfig().to_dict(), default=str)))
+    a = {**{k: v for k, v in defaults.items() if k in b}, **a}  # an option added since the run started: its default
     return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b))
             if k not in RESUMABLE_CHANGES and json.dumps(a.get(k), sort_keys=True, default=str)
             != json.dumps(b.get(k), sort_keys=True, default=str)]

@@ -58,8 +58,9 @@ REDUCED_FLAGS = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMRE
 def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, reduce: int = 1) -> np.ndarray:
     """JPEG or PNG bytes -> RGB uint8 (H, W, 3). Grey and alpha images are converted to RGB.
 
-    `reduce` = 2, 4 or 8 decodes at 1/reduce of the width and height (ceil): a JPEG is scaled inside its DCT, so the
-    decode itself costs a fraction of the full one (libjpeg-turbo's scaled IDCT); a PNG is decoded, then resized."""
+    `reduce` = 2, 4 or 8 decodes at about 1/reduce of the width and height: a JPEG is scaled inside its DCT (sizes
+    rounded up), so the decode itself costs a fraction of the full one (libjpeg-turbo's scaled IDCT); a PNG is
+    decoded, then resized (sizes rounded down)."""
     if not data:
         raise MediaError("the image is empty (0 bytes)")
     kind = image_kind(data)

@@ -44,8 +44,9 @@ async def readyz(request: Request) -> JSONResponse:
     elif settings.require_gpu and not all(m.on_gpu for m in reg.models.values()):
         cpu = [m.name for m in reg.models.values() if not m.on_gpu]
         reason = f"require_gpu is set but {', '.join(cpu)} run(s) without a GPU provider"
+    shared = ctx.streams.shared
     body = Readiness(status="not ready" if reason else "ready", reason=reason, models=models, skipped=skipped,
-                     require_gpu=settings.require_gpu)
+                     require_gpu=settings.require_gpu, workers_ready=shared.ready_workers() if shared else None)
     return JSONResponse(body.model_dump(), status_code=503 if reason else 200)
 
 

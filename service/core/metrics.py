@@ -9,10 +9,11 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
-from service.core.workers import PROMETHEUS_ENV, worker_state_dir
+from service.core.workers import PROMETHEUS_ENV, forget_dead_workers, worker_state_dir
 
 STAGES = ("decode", "detect", "track", "preprocess", "queue", "inference", "postprocess", "total")
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.0, 2.0, 5.0)
@@ -58,6 +59,7 @@ class Metrics:
     def render(self) -> bytes:
         if not self.multiprocess:
             return generate_latest(self.registry)
+        forget_dead_workers(Path(os.environ[PROMETHEUS_ENV]))
         every_worker = CollectorRegistry()
         multiprocess.MultiProcessCollector(every_worker)
         return generate_latest(every_worker)

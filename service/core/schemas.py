@@ -121,6 +121,8 @@ class Readiness(_Model):
     models: list[ModelStatus]
     skipped: list[SkippedModel]
     require_gpu: bool
+    workers_ready: int | None = Field(None, description="worker processes of this server that have loaded their "
+                                                       "models (`--workers` > 1 only)")
 
 
 class ModelInfo(ModelStatus):

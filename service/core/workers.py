@@ -48,13 +48,18 @@ def worker_state_dir() -> Path | None:
 
 
 def _alive(pid: int) -> bool:
+    """The process runs (a zombie that its parent has not reaped yet does not)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, another user's
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        try:
+            os.kill(pid, 0)  # no /proc: ask the kernel
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # exists, another user's
+            return True
         return True
-    return True
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
 
 
 class SharedStreamCount:
@@ -101,5 +106,25 @@ class SharedStreamCount:
             fcntl.flock(lock, fcntl.LOCK_EX)
             self._write(max(self._read(self._mine) - 1, 0))
 
+    def mark_ready(self) -> None:
+        """This worker has loaded its models and serves."""
+        (self.dir / f"{os.getpid()}.ready").touch()
+
+    def ready_workers(self) -> int:
+        """Workers that are alive and have loaded their models."""
+        return sum(1 for p in self.dir.glob("*.ready") if p.stem.isdigit() and _alive(int(p.stem)))
+
     def close(self) -> None:
         self._mine.unlink(missing_ok=True)
+        (self.dir / f"{os.getpid()}.ready").unlink(missing_ok=True)
+
+
+def forget_dead_workers(metrics_dir: Path) -> None:
+    """prometheus_client's live gauges of worker processes that are gone (killed, not stopped): out of the sum."""
+    from prometheus_client import multiprocess
+
+    pids = {int(p.stem.rsplit("_", 1)[-1]) for p in metrics_dir.glob("gauge_live*_*.db")
+            if p.stem.rsplit("_", 1)[-1].isdigit()}
+    for pid in pids:
+        if not _alive(pid):
+            multiprocess.mark_process_dead(pid, str(metrics_dir))

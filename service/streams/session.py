@@ -40,6 +40,7 @@ from service.core.errors import (
     WS_MESSAGE_TOO_BIG,
     WS_UNSUPPORTED_DATA,
     BadInput,
+    InferenceFailed,
     InvalidField,
     ServiceError,
     TooLarge,
@@ -61,9 +62,12 @@ CONTROL_TYPES = ("ping", "reset", "calibrate", "auth")
 
 
 def _echoable(value: object) -> bool:
-    """A ping id the pong can carry back: null, a bool, a finite number or a short string."""
-    if value is None or isinstance(value, bool | int):
+    """A ping id the pong can carry back: null, a bool, a finite number (an integer within 64 bits) or a short
+    string."""
+    if value is None or isinstance(value, bool):
         return True
+    if isinstance(value, int):
+        return -(2**63) <= value < 2**64
     if isinstance(value, float):
         return math.isfinite(value)
     return isinstance(value, str) and len(value) <= 128
@@ -92,6 +96,7 @@ class StreamSession:
         self.baseline: Prediction | None = None
         self.calibration: Calibration | None = None
         self.missing = 0  # consecutive frames without a face
+        self._generation = 0  # bumped by every reset: a frame that began before one does not feed the window
         self._slot = FrameSlot()  # the one waiting frame: newest wins
         self._stop = asyncio.Event()
         self._send_lock = asyncio.Lock()
@@ -216,7 +221,7 @@ class StreamSession:
             ping_id = msg.get("id")
             if not _echoable(ping_id):
                 await self.send_error(InvalidField("ping: id must be a string (at most 128 characters), a finite "
-                                                   "number or null"))
+                                                   "number (an integer within 64 bits) or null"))
                 return
             await self.send({"type": "pong", "id": ping_id, "ts": time.time()})
         elif kind == "reset":
@@ -234,6 +239,7 @@ class StreamSession:
             await self.send({"type": "auth", "ok": True})
 
     def reset(self, baseline: bool = False) -> None:
+        self._generation += 1
         self.window.clear()
         self.recent.clear()
         self.tracker.reset()
@@ -271,14 +277,21 @@ class StreamSession:
         box = box.scaled(scale) if scale != 1 else box  # in full-frame pixels
         if items is None:
             return Prepared(box, tracked, x)
-        with metrics.timer("inference", timings):
-            item, outputs = self.predictor.step_blocking(x, items)
+        try:
+            with metrics.timer("inference", timings):
+                item, outputs = self.predictor.step_blocking(x, items)
+        except Exception as exc:  # ONNX Runtime (or Triton) failed on this frame: a 503 for it, the stream goes on
+            model = self.predictor.model.name
+            metrics.inference_errors.labels(model, "encoder" if self.predictor.model.streaming else "model").inc()
+            log.error("inference failed", extra={"model": model, "error": f"{type(exc).__name__}: {exc}"})
+            raise InferenceFailed(f"inference failed in model {model}; try again") from None
         return Prepared(box, tracked, x, item, outputs)
 
     async def _process_frame(self, frame: Frame) -> None:
         seq, arrival = frame.seq, frame.arrival
         timings: dict[str, float] = {"wait": (time.perf_counter() - arrival) * 1000.0}
         inline = self.settings.stream_inference == "inline"
+        generation = self._generation
         try:
             prepared = await run_blocking(self.pool, self._prepare, frame.data, timings,
                                           list(self.window) if inline else None)
@@ -293,9 +306,12 @@ class StreamSession:
             if prepared.box is not None:
                 self.missing = 0
                 self.faces += 1
-                if prepared.outputs is not None:  # inline: the model ran with the frame
+                if prepared.outputs is not None and generation == self._generation:  # inline: the model ran
                     self.window.append(prepared.item)
                     outputs = prepared.outputs
+                elif prepared.outputs is not None:  # a reset came while the frame was away: a window of it alone
+                    self.window.append(prepared.item)
+                    outputs = await self.predictor.predict_window(list(self.window))
                 else:
                     t0 = time.perf_counter()
                     self.window.extend(await self.predictor.encode(prepared.model_input[None]))

@@ -356,6 +356,7 @@ WS_ERRORS = [  # (case, message, error code in the error message, pattern); the 
     ("20000x20000 JPEG header", "bomb_jpeg", 400, r"20000x20000 pixels; the limit is"),
     ("ping with a NaN id", '{"type": "ping", "id": NaN}', 422, r"ping: id must be"),
     ("ping with an object id", '{"type": "ping", "id": {"a": [1, 2]}}', 422, r"ping: id must be"),
+    ("ping with a 100-digit id", '{"type": "ping", "id": ' + "9" * 100 + "}", 422, r"ping: id must be"),
     ("calibrate with text seconds", '{"type": "calibrate", "seconds": "3"}', 422, r"seconds must be a number"),
     ("calibrate for a year", '{"type": "calibrate", "seconds": 3e7}', 422, r"seconds must be a number in \(0, 60\]"),
 ]

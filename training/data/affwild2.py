@@ -241,7 +241,7 @@ class AffWild2Dataset(Dataset):
 
     entries: the annotated people to use (a split's AffWild2Entry list, or their names); None = every entry of
     `sets` ("train" = Train_Set, "val" = Validation_Set, "both"). An entry whose video is missing, unreadable or
-    (with_audio) silent, whose annotation is invalid or differs in length from the video by more than
+    silent (require_audio; by default with_audio), whose annotation is invalid or differs in length from the video by more than
     `frame_tolerance` frames, whose cache entry is missing or has no face, or that has no valid target frame is
     skipped with a warning and recorded in `skipped` (strict=True raises DatasetError on the first instead).
 
@@ -259,7 +259,7 @@ class AffWild2Dataset(Dataset):
                  sample_rate: int = AUDIO_RATE_HZ, n_mels: int = N_MELS, audio_window_s: float = 1.0,
                  frame_tolerance: int = FRAME_TOLERANCE, strict: bool = False,
                  audio_cache_videos: int | None = None, augment: bool = False, mel_cache_mb: float = 256.0,
-                 photometric: float = 0.0) -> None:
+                 photometric: float = 0.0, require_audio: bool | None = None) -> None:
         self.augment, self.photometric = augment, photometric
         if num_frames < 1 or stride < 1 or target_stride < 1:
             raise ConfigError("num_frames, stride and target_stride must be at least 1")
@@ -273,6 +273,7 @@ class AffWild2Dataset(Dataset):
         self.spec = self.cache.spec
         self.num_frames, self.stride, self.target_stride = num_frames, stride, target_stride
         self.with_audio, self.sample_rate, self.n_mels = with_audio, sample_rate, n_mels
+        self.require_audio = with_audio if require_audio is None else require_audio
         self.audio_window_s, self.frame_tolerance = audio_window_s, frame_tolerance
         self.audio_cache_videos = audio_cache_videos
         self._audio: OrderedDict[str, np.ndarray] = OrderedDict()
@@ -314,7 +315,7 @@ class AffWild2Dataset(Dataset):
             return skip(e.name, "video unreadable", f"{e.video_path}: {exc}")
         if fps <= 0:
             return skip(e.name, "video unreadable", f"{e.video_path}: the video declares no frame rate")
-        if self.with_audio and not has_audio:
+        if self.require_audio and not has_audio:
             return skip(e.name, "no audio", f"{e.video_path}: the video has no audio stream")
         try:
             ann = read_va_annotation(e.annotation_path)

@@ -149,8 +149,8 @@ def tsn_indices(n: int, num_segments: int, train: bool,
 
 class TorchDraws:
     """The draws a training item makes (uniform, integer, normal; numpy Generator's signatures) taken from torch's
-    global RNG: seeded per DataLoader worker and by torch.manual_seed, and restored when a run resumes. A numpy
-    Generator made per item costs more than the rest of the augmentation."""
+    global RNG: seeded by torch.manual_seed (and per DataLoader worker), so a run is reproducible. A numpy Generator
+    made per item costs more than the rest of the augmentation."""
 
     def random(self, size: int | None = None) -> float | np.ndarray:
         return float(torch.rand(())) if size is None else torch.rand(size, dtype=torch.float64).numpy()

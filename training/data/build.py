@@ -63,7 +63,8 @@ def build_datasets(data: DataConfig, task: str, *, privileged: bool = True, stri
         def make(part: list, train: bool, with_privileged: bool | None = None) -> Dataset:
             return AffWild2Dataset(data.root, data.cache, part, sets="both", num_frames=data.num_frames,
                                    stride=data.frame_stride, target_stride=data.target_stride,
-                                   with_audio=privileged if with_privileged is None else with_privileged, strict=strict, augment=train and data.augment,
+                                   with_audio=privileged if with_privileged is None else with_privileged,
+                                   require_audio=True,  # the same videos for every run, with or without the audio strict=strict, augment=train and data.augment,
                                    photometric=data.photometric)
 
         num_classes, fps = 0, 30.0
