@@ -26,7 +26,7 @@ MODES = {"on": [], "off": ["--max-batch-size", "1"], "on, 2 workers": ["--worker
 def settings(ctx: BenchContext) -> dict:
     if ctx.quick:
         return {"levels": [32], "seconds": 4.0, "warmup": 1.0, "modes": ["on", "off"]}
-    return {"levels": [16, 32, 48, 64], "seconds": 20.0, "warmup": 2.0, "modes": list(MODES)}
+    return {"levels": [32, 48, 64], "seconds": 20.0, "warmup": 2.0, "modes": list(MODES)}
 
 
 def run(ctx: BenchContext) -> dict:

@@ -56,6 +56,8 @@ class OptimConfig:
     bn_recalibration_batches: int = 16  # precise BatchNorm statistics before each evaluation (0: off)
     validate_from: int = 1  # first epoch validated (and eligible as the best); earlier ones only train; the last
     # epoch is always validated
+    ema_decay: float = 0.0  # > 0: the model validated and kept is an exponential moving average of the weights over
+    # training steps (decay per step, warmed up as min(decay, (1 + t) / (10 + t))); 0: the weights themselves
     precision: str = "fp32"  # "bf16": training forward passes under bf16 autocast (weights and evaluation stay fp32)
 
 
@@ -152,6 +154,10 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | No
     return cfg
 
 
+def _is_real(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def _validate(cfg: RunConfig) -> None:
     checks = [
         (cfg.kind in ("teacher", "tnet", "student"), f"kind must be teacher, tnet or student, not {cfg.kind!r}"),
@@ -170,6 +176,7 @@ def _validate(cfg: RunConfig) -> None:
         (isinstance(cfg.kd.params, dict) and all(isinstance(v, dict) for v in cfg.kd.params.values()),
          f"kd.params must map each method to its options (e.g. kd.params.pkdot.k=8), not {cfg.kd.params!r}"),
         (0.0 <= cfg.data.photometric <= 2.0, "data.photometric must be in [0, 2]"),
+        (_is_real(cfg.optim.ema_decay) and 0.0 <= cfg.optim.ema_decay < 1.0, "optim.ema_decay must be in [0, 1)"),
         (cfg.kind == "teacher" or bool(cfg.teacher_run),
          f"a {cfg.kind} run needs teacher_run (the teacher's run folder: --teacher RUN)"),
         (0 <= cfg.data.fold < cfg.data.folds or cfg.data.split == "loso", "data.fold must be in [0, data.folds)"),

@@ -11,6 +11,7 @@ DistributedDataParallel (gloo on CPU, NCCL on GPU); only rank 0 writes files.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import logging
@@ -18,6 +19,7 @@ import math
 import os
 import random
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -125,6 +127,10 @@ class Trainer:
             self.train_module = nn.parallel.DistributedDataParallel(objective, find_unused_parameters=True)
         self.history: list[dict] = []
         self.best, self.best_epoch, self.start_epoch = -math.inf, -1, 0
+        # optim.ema_decay > 0: a moving average of the trained model's weights, which validation reads and best.pt keeps
+        self.ema_params = [p for p in objective.model.parameters() if p.requires_grad]
+        self.ema = [p.detach().clone() for p in self.ema_params] if o.ema_decay > 0 else None
+        self.ema_steps = 0
 
     # -- checkpoints -----------------------------------------------------------------------------------------------
     def _trainable_state(self) -> dict:
@@ -132,6 +138,7 @@ class Trainer:
 
     def _save_last(self, epoch: int) -> None:
         state = {"objective": self._trainable_state(), "optimizer": self.optimizer.state_dict(),
+                 "ema": self.ema, "ema_steps": self.ema_steps,
                  "scheduler": self.scheduler.state_dict(), "epoch": epoch, "best": self.best,
                  "best_epoch": self.best_epoch, "history": self.history, "torch_rng": torch.get_rng_state(),
                  "numpy_rng": np.random.get_state(), "python_rng": random.getstate()}
@@ -160,6 +167,8 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.history, self.best, self.best_epoch = state["history"], state["best"], state["best_epoch"]
+        if self.ema is not None and state.get("ema") is not None:
+            self.ema, self.ema_steps = state["ema"], state["ema_steps"]
         self.start_epoch = state["epoch"] + 1
         torch.set_rng_state(state["torch_rng"])
         np.random.set_state(state["numpy_rng"])
@@ -196,6 +205,7 @@ class Trainer:
             if self.cfg.optim.grad_clip > 0:
                 nn.utils.clip_grad_norm_(self.params, self.cfg.optim.grad_clip, foreach=True)
             self.optimizer.step()
+            self._update_ema()
             if not isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
                 self.scheduler.step()  # a schedule over steps
             for k, v in losses.items():
@@ -206,6 +216,32 @@ class Trainer:
             raise ValueError(f"no training batch: {len(loader.dataset)} samples with batch size "
                              f"{self.cfg.optim.batch_size} and drop_last (lower optim.batch_size)")
         return {f"train_{k}": v / n for k, v in sums.items()}
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        if self.ema is None:
+            return
+        self.ema_steps += 1
+        decay = min(self.cfg.optim.ema_decay, (1.0 + self.ema_steps) / (10.0 + self.ema_steps))
+        for average, p in zip(self.ema, self.ema_params, strict=True):
+            average.lerp_(p.detach(), 1.0 - decay)
+
+    @contextlib.contextmanager
+    def _averaged_weights(self) -> Iterator[None]:
+        """The trained model holds the weights' moving average inside the block (optim.ema_decay > 0)."""
+        if self.ema is None:
+            yield
+            return
+        current = [p.detach().clone() for p in self.ema_params]
+        with torch.no_grad():
+            for p, average in zip(self.ema_params, self.ema, strict=True):
+                p.copy_(average)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for p, saved in zip(self.ema_params, current, strict=True):
+                    p.copy_(saved)
 
     @torch.no_grad()
     def evaluate(self, ds: Dataset) -> dict:
@@ -247,19 +283,21 @@ class Trainer:
             row = {"epoch": epoch + 1, **self.train_epoch(loader, epoch, max_steps)}
             validate = epoch + 1 >= min(self.cfg.optim.validate_from, self.cfg.optim.epochs)
             if validate:
-                recalibrate_batchnorm(self.objective, loader, self.device, self.cfg.optim.bn_recalibration_batches)
-                val_metrics = self.evaluate(val)
-                row.update({f"val_{k}": v for k, v in val_metrics.items() if not k.startswith("_")})
-                score = val_metrics[self.kind_metric]
+                with self._averaged_weights():  # the model that is validated and kept (the average, with ema_decay)
+                    recalibrate_batchnorm(self.objective, loader, self.device,
+                                          self.cfg.optim.bn_recalibration_batches)
+                    val_metrics = self.evaluate(val)
+                    row.update({f"val_{k}": v for k, v in val_metrics.items() if not k.startswith("_")})
+                    score = val_metrics[self.kind_metric]
+                    if self.rank == 0 and score > self.best:
+                        self.best, self.best_epoch = score, epoch + 1
+                        torch.save({"model": self.objective.model.state_dict(), "epoch": epoch + 1,
+                                    "val": row}, self.run_dir / "best.pt")
                 if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
                     self.scheduler.step(score)
             row["lr"] = self.optimizer.param_groups[0]["lr"]
             self.history.append(row)
             if self.rank == 0:
-                if validate and score > self.best:
-                    self.best, self.best_epoch = score, epoch + 1
-                    torch.save({"model": self.objective.model.state_dict(), "epoch": epoch + 1,
-                                "val": row}, self.run_dir / "best.pt")
                 self._log_row(row)
                 self._save_last(epoch)
                 shown = f"{score:.4f}" if validate else "not validated yet"

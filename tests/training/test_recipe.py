@@ -202,3 +202,22 @@ def test_epochs_before_validate_from_only_train(tiny_biovid, tmp_path: Path) -> 
     assert run_training(cfg, progress=False)["best_epoch"] == 3
     with pytest.raises(ConfigError, match="optim.validate_from"):
         load_config(Path("configs/synthetic/pain.toml"), ["optim.validate_from=0"])
+
+
+def test_ema_keeps_the_moving_average_of_the_weights(tiny_biovid, tmp_path: Path) -> None:
+    root, cache = tiny_biovid
+    cfg = pain_config(root, cache, tmp_path / "ema", epochs=2)
+    cfg.optim.ema_decay, cfg.optim.validate_from = 0.5, 2
+    summary = run_training(cfg, progress=False)
+    assert summary["best_epoch"] == 2
+    kept = torch.load(tmp_path / "ema" / "best.pt", weights_only=True)["model"]
+    last = torch.load(tmp_path / "ema" / "last.pt", weights_only=False)
+    trained = {k[len("model."):]: v for k, v in last["objective"].items() if k.startswith("model.")}
+    averaged = [k for k, v in kept.items() if v.is_floating_point() and "running" not in k]
+    assert averaged and all(torch.isfinite(kept[k]).all() for k in averaged)
+    assert any(not torch.equal(kept[k], trained[k]) for k in averaged)  # the average, not the last weights
+    names = [k for k, p in load_run(tmp_path / "ema")[1].named_parameters()]
+    for name, average in zip(names, last["ema"], strict=True):  # what best.pt holds is that average
+        torch.testing.assert_close(kept[name], average)
+    with pytest.raises(ConfigError, match="optim.ema_decay"):
+        load_config(Path("configs/synthetic/pain.toml"), ["optim.ema_decay=1.0"])
