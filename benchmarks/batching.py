@@ -1,7 +1,8 @@
-"""Batching and workers: the same stream load with cross-stream micro-batching on (the service's default, up to 8
-rows per ONNX Runtime call, no added delay) and off (`--max-batch-size 1`: one call per frame), each with one
-server process and (full mode) with two worker processes (`--workers 2`, which share the port, the stream limit
-and the metrics).
+"""Batching and workers: the same stream load with the frames' inference through the cross-stream micro-batchers
+(`--stream-inference batched`), on (up to 8 rows per ONNX Runtime call, no added delay) and off
+(`--max-batch-size 1`: one call per frame), and run inline in the thread that decoded the frame (the CPU default),
+each with one server process and (full mode) with two worker processes (`--workers 2`, which share the port, the
+stream limit and the metrics).
 
 One server per setting, one after the other, each loaded with the same load generator levels (more streams than
 the machine serves at 15 fps, where these settings matter). Per level and setting: frames answered per second, RTT
@@ -19,14 +20,17 @@ from benchmarks.e2e import run_load, server_flags
 from benchmarks.server import ServerProcess, batch_counts, mean_batch
 
 NAME = "batching"
-MODES = {"on": [], "off": ["--max-batch-size", "1"], "on, 2 workers": ["--workers", "2"],
-         "off, 2 workers": ["--max-batch-size", "1", "--workers", "2"]}
+BATCHED = ["--stream-inference", "batched"]
+MODES = {"on": BATCHED, "off": [*BATCHED, "--max-batch-size", "1"], "inline": ["--stream-inference", "inline"],
+         "on, 2 workers": [*BATCHED, "--workers", "2"], "off, 2 workers": [*BATCHED, "--max-batch-size", "1",
+                                                                              "--workers", "2"],
+         "inline, 2 workers": ["--stream-inference", "inline", "--workers", "2"]}
 
 
 def settings(ctx: BenchContext) -> dict:
     if ctx.quick:
         return {"levels": [32], "seconds": 4.0, "warmup": 1.0, "modes": ["on", "off"]}
-    return {"levels": [32, 48, 64], "seconds": 20.0, "warmup": 2.0, "modes": list(MODES)}
+    return {"levels": [32, 48], "seconds": 20.0, "warmup": 2.0, "modes": list(MODES)}
 
 
 def run(ctx: BenchContext) -> dict:

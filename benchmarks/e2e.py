@@ -37,6 +37,12 @@ def server_flags(ctx: BenchContext) -> list[str]:
     return ["--max-streams", "64", *(["--max-batch-size", "64"] if ctx.cuda else [])]
 
 
+def e2e_flags(ctx: BenchContext) -> list[str]:
+    """The e2e server: as every benchmarked server, with one worker process per core (up to 2) - the deployment
+    docs/benchmarks.md recommends for many streams; the batching benchmark compares one process and two."""
+    return [*server_flags(ctx), "--workers", str(min(ctx.cores, 2))]
+
+
 def settings(ctx: BenchContext) -> dict:
     if ctx.quick:
         return {"levels": [1, 4, 8, 16, 32], "seconds": 4.0, "warmup": 1.0}
@@ -80,11 +86,11 @@ def run(ctx: BenchContext) -> dict:
     s = settings(ctx)
     frames_file(ctx)
     levels = []
-    with start_server(ctx, server_flags(ctx), "e2e") as server:
+    with start_server(ctx, e2e_flags(ctx), "e2e") as server:
         cold = server.cold_start_s
-        from benchmarks.server import rss_mib
+        from benchmarks.server import tree_rss_mib
 
-        idle = rss_mib(server.pid) if server.pid is not None else None
+        idle = tree_rss_mib(server.pid) if server.pid is not None else None
         for n in s["levels"]:
             ctx.log(f"  e2e: {n} stream(s) x {s['seconds']:g} s" + (f" against {ctx.url}" if ctx.url else ""))
             levels.append(run_load(ctx, server, n, s["seconds"], s["warmup"]))
@@ -120,7 +126,7 @@ def run(ctx: BenchContext) -> dict:
                                     f"p95 stays under 100 ms up to {levels[-1]['streams']} streams"),
             "cold_start_s": None if cold is None else round(cold, 3), "rss_mib_ready": idle, "providers": providers,
             "targets": targets,
-            "settings": {**s, "fps": FPS, "server_flags": None if ctx.url else server_flags(ctx), "task": "pain",
+            "settings": {**s, "fps": FPS, "server_flags": None if ctx.url else e2e_flags(ctx), "task": "pain",
                          "url": ctx.url}}
 
 

@@ -1,15 +1,15 @@
 """Where a loaded server spends its CPU: a py-spy flame graph of `pkdot serve` under N concurrent 15 fps streams.
 
-    python -m benchmarks.profile --streams 32 --seconds 20 --out docs/profile/streams-32.svg [-- SERVE FLAGS]
+    python -m benchmarks.profile --streams 32 --seconds 12 --out docs/profile/streams-32.svg [-- SERVE FLAGS]
 
 The server starts as in `pkdot bench` (the bundled models, loopback), the load generator streams the benchmark
 video, and py-spy samples every thread of the server (and its worker processes) at 100 Hz, native frames included
-(`--native`: ONNX Runtime, OpenCV and MediaPipe show by name): first for the SVG, then for `<out>.collapsed` (the
-collapsed stacks), one after the other inside one steady load. `<out>.json` holds the share of samples per activity
-(decode, face, inference, WebSocket I/O, ...) with the load's figures (answers per second, server CPU per answered
-frame), so that a before/after comparison is one diff. py-spy's own sampling runs on the same cores: compare
-profiles taken the same way, not their absolute figures with `pkdot bench`. Needs py-spy (the dev extra) and
-permission to trace (root, or ptrace_scope 0).
+(`--native`: ONNX Runtime, OpenCV and MediaPipe show by name; each sample pauses the process briefly): first for
+the SVG, then for `<out>.collapsed` (the collapsed stacks), one after the other inside one steady load.
+`<out>.json` holds the share of samples per activity (decode, face, inference, WebSocket I/O, ...) with the load's
+figures (answers per second, server CPU per answered frame), so that a before/after comparison is one diff.
+py-spy's own sampling runs on the same cores: compare profiles taken the same way, not their absolute figures with
+`pkdot bench`. Needs py-spy (the dev extra) and permission to trace (root, or ptrace_scope 0).
 """
 
 from __future__ import annotations
@@ -42,8 +42,18 @@ ACTIVITIES = (
 )
 
 
+WAITS = ("pthread_cond_timedwait", "pthread_cond_wait", "PyThread_acquire_lock_timed", "FutexWaiter", "epoll_wait",
+         "sem_timedwait", "sem_wait", "futex_wait", "__futex", "nanosleep", "poll (")
+
+
 def activity(stack: str) -> str:
+    """What one sampled stack is doing: "waiting for the GIL", "idle" (a thread blocked until work comes), or the
+    first activity of ACTIVITIES found from the innermost frame outwards ("other" when none is)."""
     frames = stack.split(";")[::-1]  # innermost first
+    if any("take_gil" in f for f in frames[:6]):
+        return "waiting for the GIL"
+    if any(w in f for f in frames[:4] for w in WAITS):
+        return "idle"
     for frame in frames:
         for name, needles in ACTIVITIES:
             if any(n in frame for n in needles):
@@ -52,20 +62,25 @@ def activity(stack: str) -> str:
 
 
 def shares(collapsed: Path) -> dict[str, float]:
-    """Share of samples (%) per activity, from py-spy's collapsed output (`stack count` per line)."""
+    """Share (%) of the busy samples per activity (idle threads left out), from py-spy's collapsed output (`stack
+    count` per line); "idle" is reported as its share of every sample."""
     counts: Counter[str] = Counter()
     for line in collapsed.read_text().splitlines():
         stack, _, n = line.rpartition(" ")
         if stack and n.isdigit():
             counts[activity(stack)] += int(n)
-    total = sum(counts.values()) or 1
-    return {k: round(100.0 * v / total, 1) for k, v in counts.most_common()}
+    everything = sum(counts.values()) or 1
+    idle = counts.pop("idle", 0)
+    busy = sum(counts.values()) or 1
+    out = {k: round(100.0 * v / busy, 1) for k, v in counts.most_common()}
+    out["idle (share of every sample, not in the sum)"] = round(100.0 * idle / everything, 1)
+    return out
 
 
 def record(pid: int, out: Path, seconds: float, fmt: str) -> subprocess.Popen:
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     return subprocess.Popen([spy, "record", "--pid", str(pid), "--rate", "100", "--duration", str(int(seconds)),
-                             "--subprocesses", "--native", "--nonblocking", "--format", fmt, "--output", str(out)],
+                             "--subprocesses", "--native", "--format", fmt, "--output", str(out)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 

@@ -29,13 +29,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="leave broken model folders out (listed in /readyz) instead of refusing to start")
     p.add_argument("--max-batch-size", type=int, help="rows per ONNX Runtime call (default 8)")
     p.add_argument("--max-batch-delay-ms", type=float, help="how long a batch waits for more rows (default 0)")
-    p.add_argument("--stream-inference", choices=["batched", "inline"],
-                   help="streams: frames through the shared batchers (default), or the model run in the thread that "
-                        "decoded the frame (PKDOT_STREAM_INFERENCE)")
+    p.add_argument("--stream-inference", choices=["auto", "batched", "inline"],
+                   help="streams: frames through the shared batchers, or the model run in the thread that decoded the "
+                        "frame (default auto: inline on CPU, batched on GPU; PKDOT_STREAM_INFERENCE)")
     p.add_argument("--detect-every", type=int, help="streams: full face detection every N frames (default 5)")
     p.add_argument("--max-streams", type=int, help="concurrent WebSocket streams (default 16)")
     p.add_argument("--inference-threads", type=int, help="threads running ONNX Runtime calls (default 2)")
-    p.add_argument("--ort-intra-op-threads", type=int, help="ONNX Runtime threads per call (default 0: one per core)")
+    p.add_argument("--ort-intra-op-threads", type=int, help="ONNX Runtime threads per call (default 1; 0: 1 per core)")
     p.add_argument("--cors-origins", nargs="*", help="allowed CORS origins (default none)")
     p.add_argument("--backend", choices=["onnxruntime", "triton"],
                    help="where the graphs run: onnxruntime in this process (default), or a Triton server over gRPC")

@@ -50,11 +50,12 @@ class Settings(BaseSettings):
     max_batch_size: int = Field(8, ge=1, le=256)  # rows gathered into one ONNX Runtime call, per graph
     max_batch_delay_ms: float = Field(0.0, ge=0, le=1000)  # extra wait for more rows after a batch's first
     # Streams: "batched" sends each frame's encoder and head rows through the batchers above (shared with every
-    # stream and REST call); "inline" runs them in the thread that decoded the frame, one hand-off per frame.
-    stream_inference: Literal["batched", "inline"] = "batched"
+    # stream and REST call); "inline" runs them in the thread that decoded the frame, one hand-off per frame (less
+    # CPU and latency on CPU, measured in docs/benchmarks.md); "auto": inline for a model on the CPU, batched on a GPU
+    stream_inference: Literal["auto", "batched", "inline"] = "auto"
     max_queue_rows: int = Field(1024, ge=1)  # rows waiting per graph before new work is refused with 503
     inference_threads: int = Field(2, ge=1, le=64)  # threads running ONNX Runtime calls (all graphs share them)
-    ort_intra_op_threads: int = Field(0, ge=0, le=64)  # ONNX Runtime threads inside one call; 0: one per core
+    ort_intra_op_threads: int = Field(1, ge=0, le=64)  # ONNX Runtime threads inside one call; 0: one per core
     preprocess_threads: int = Field(0, ge=0, le=64)  # decode/detect/crop threads, streams and REST each; 0: 1/core
     detector_workers: int = Field(2, ge=1, le=32)  # MediaPipe detectors (each is used by one thread at a time)
     face_min_score: float = Field(0.5, gt=0, lt=1)

@@ -290,7 +290,8 @@ class StreamSession:
     async def _process_frame(self, frame: Frame) -> None:
         seq, arrival = frame.seq, frame.arrival
         timings: dict[str, float] = {"wait": (time.perf_counter() - arrival) * 1000.0}
-        inline = self.settings.stream_inference == "inline"
+        mode = self.settings.stream_inference
+        inline = mode == "inline" or (mode == "auto" and not self.predictor.model.on_gpu)
         generation = self._generation
         try:
             prepared = await run_blocking(self.pool, self._prepare, frame.data, timings,
