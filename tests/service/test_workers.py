@@ -45,7 +45,7 @@ def test_two_workers_share_the_stream_limit_and_the_metrics(tmp_path: Path, face
         streams = []
         try:
             for _ in range(3):  # connections land on either worker
-                ws = connect(ws_url, max_size=2**20)
+                ws = connect(ws_url, max_size=2**20).__enter__()  # closed in the finally below
                 ws.send(frame)
                 assert json.loads(ws.recv(timeout=30))["type"] == "result"
                 streams.append(ws)
