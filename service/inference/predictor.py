@@ -72,6 +72,14 @@ def agreement(teacher: Prediction, student: Prediction) -> PainAgreement | Affec
     return AffectAgreement(valence_difference=dv, arousal_difference=da, distance=float(np.hypot(dv, da)))
 
 
+class GraphError(Exception):
+    """A graph that raised when called directly (not through its batcher): which one, and why."""
+
+    def __init__(self, graph: str, cause: Exception) -> None:
+        super().__init__(f"graph {graph}: {type(cause).__name__}: {cause}")
+        self.graph, self.cause = graph, cause
+
+
 class Predictor:
     """One model, split into preprocess / predict / postprocess. Stateless: streams keep their own window."""
 
@@ -117,13 +125,18 @@ class Predictor:
         """One stream frame without the batchers, in the calling thread (blocking; ONNX Runtime releases the GIL):
         its window item (the encoder's embedding when streaming, else the input) and the model's outputs over the
         window of `items` followed by it. The same as `encode` then `predict_window`, one call at a time."""
-        graphs = self.model.graphs
+        def run(graph: str, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            try:
+                return self.model.graphs[graph].run(feed)
+            except Exception as exc:  # ONNX Runtime or Triton: the caller answers 503 for this frame
+                raise GraphError(graph, exc) from exc
+
         if self.model.streaming:
-            item = graphs["encoder"].run({"frames": model_input[None]})["embedding"][0]  # (D,)
-            out = graphs["head"].run({"embeddings": pad_window([*items, item], self.window)[None]})
+            item = run("encoder", {"frames": model_input[None]})["embedding"][0]  # (D,)
+            out = run("head", {"embeddings": pad_window([*items, item], self.window)[None]})
         else:
             item = model_input  # (3, S, S)
-            out = graphs["model"].run({"video": pad_window([*items, item], self.window)[None]})
+            out = run("model", {"video": pad_window([*items, item], self.window)[None]})
         return item, {k: v[0] for k, v in out.items()}
 
     # -- postprocess -------------------------------------------------------------------------------------------------

@@ -52,7 +52,7 @@ from service.core.metrics import Metrics
 from service.core.schemas import Face, Prediction, StreamResult
 from service.core.threads import run_blocking
 from service.faces.tracker import FaceTracker
-from service.inference.predictor import Predictor
+from service.inference.predictor import GraphError, Predictor
 from service.streams.calibration import Calibration
 from service.streams.slot import Frame, FrameSlot
 
@@ -280,11 +280,12 @@ class StreamSession:
         try:
             with metrics.timer("inference", timings):
                 item, outputs = self.predictor.step_blocking(x, items)
-        except Exception as exc:  # ONNX Runtime (or Triton) failed on this frame: a 503 for it, the stream goes on
+        except GraphError as exc:  # ONNX Runtime (or Triton) failed on this frame: a 503 for it, the stream goes on
             model = self.predictor.model.name
-            metrics.inference_errors.labels(model, "encoder" if self.predictor.model.streaming else "model").inc()
-            log.error("inference failed", extra={"model": model, "error": f"{type(exc).__name__}: {exc}"})
-            raise InferenceFailed(f"inference failed in model {model}; try again") from None
+            metrics.inference_errors.labels(model, exc.graph).inc()
+            log.error("inference failed", extra={"model": model, "graph": exc.graph,
+                                                 "error": f"{type(exc.cause).__name__}: {exc.cause}"})
+            raise InferenceFailed(f"inference failed in model {model} (graph {exc.graph}); try again") from None
         return Prepared(box, tracked, x, item, outputs)
 
     async def _process_frame(self, frame: Frame) -> None:
