@@ -118,6 +118,11 @@ def main(argv: list[str] | None = None) -> int:
         worker.join()
     if "error" in load:
         raise load["error"]
+    if args.out.is_file():  # the SVG names the command: leave out where this machine keeps things
+        svg = args.out.read_text()
+        for prefix in (str(Path(sys.executable).parent) + "/", str(ROOT) + "/"):
+            svg = svg.replace(prefix, "")
+        args.out.write_text(svg)
     if problems:
         print(f"py-spy failed: {problems[0][-1000:]}", file=sys.stderr)
         return 1
