@@ -96,6 +96,8 @@ class StreamSession:
         self.baseline: Prediction | None = None
         self.calibration: Calibration | None = None
         self.missing = 0  # consecutive frames without a face
+        mode = settings.stream_inference  # inline: the model runs in the frame's own thread (auto: on CPU)
+        self.inline = mode == "inline" or (mode == "auto" and not predictor.model.on_gpu)
         self._generation = 0  # bumped by every reset: a frame that began before one does not feed the window
         self._slot = FrameSlot()  # the one waiting frame: newest wins
         self._stop = asyncio.Event()
@@ -291,8 +293,7 @@ class StreamSession:
     async def _process_frame(self, frame: Frame) -> None:
         seq, arrival = frame.seq, frame.arrival
         timings: dict[str, float] = {"wait": (time.perf_counter() - arrival) * 1000.0}
-        mode = self.settings.stream_inference
-        inline = mode == "inline" or (mode == "auto" and not self.predictor.model.on_gpu)
+        inline = self.inline
         generation = self._generation
         try:
             prepared = await run_blocking(self.pool, self._prepare, frame.data, timings,
