@@ -41,8 +41,18 @@ class Metrics:
         self.streams_refused = Counter("pkdot_streams_refused", "WebSocket streams refused, by close code",
                                        ["code"], registry=r)
 
+        self._children: dict[tuple, object] = {}  # labelled series looked up per frame: found once, kept
+
+    def child(self, metric: Counter | Histogram, *labels: str):  # noqa: ANN201 - a prometheus_client child
+        """`metric.labels(*labels)`, cached (a stream looks up the same few series for every frame)."""
+        key = (metric._name, *labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
+
     def observe(self, stage: str, seconds: float) -> None:
-        self.stage_seconds.labels(stage).observe(seconds)
+        self.child(self.stage_seconds, stage).observe(seconds)
 
     @contextmanager
     def timer(self, stage: str, timings: dict[str, float] | None = None) -> Iterator[None]:

@@ -129,7 +129,7 @@ class MicroBatcher:
             feed = {k: np.concatenate([r.inputs[k] for r in live]) if len(live) > 1 else live[0].inputs[k]
                     for k in names}
             n = sum(r.rows for r in live)
-            self._metrics.batch_size.labels(self.model, self.graph).observe(n)
+            self._metrics.child(self._metrics.batch_size, self.model, self.graph).observe(n)
             t0 = time.perf_counter()
             try:
                 out = await loop.run_in_executor(self._executor, self._run, feed)

@@ -9,6 +9,7 @@ image is read as a still face held for the whole window.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -28,38 +29,57 @@ def pad_window(items: Sequence[np.ndarray], window: int) -> np.ndarray:
     return np.stack([last[0]] * (window - len(last)) + last)  # (T, ...)
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits.astype(np.float64) - logits.max()
-    e = np.exp(z)
-    return e / e.sum()
+def softmax(logits: Sequence[float]) -> list[float]:
+    """Probabilities from logits, in float64 (plain Python: five numbers cost less than a numpy call)."""
+    top = max(logits)
+    e = [math.exp(float(x) - top) for x in logits]
+    total = sum(e)
+    return [x / total for x in e]
 
 
-def pain_prediction(probabilities: np.ndarray, labels: Sequence[str]) -> PainPrediction:
-    p = np.clip(np.asarray(probabilities, np.float64), 0.0, 1.0)
-    p = p / p.sum() if p.sum() > 0 else np.full(len(p), 1.0 / len(p))
-    level = int(np.argmax(p))
-    expected = float(np.clip((p * np.arange(len(p))).sum(), 0.0, len(p) - 1))
-    return PainPrediction(pain_level=level, label=labels[level], probabilities=[float(x) for x in p],
-                          expected_level=expected)
+# A prediction's fields as plain Python (the JSON a stream sends, built per frame): the pydantic models of
+# service.core.schemas are made from them where a REST response needs one.
+
+def pain_fields(probabilities: Sequence[float], labels: Sequence[str]) -> dict:
+    """The fields of a `PainPrediction`: probabilities clipped to [0, 1] and renormalised (uniform when they sum
+    to 0), the most probable level (the first on a tie), its label and the expected level."""
+    p = [min(max(float(x), 0.0), 1.0) for x in probabilities]
+    total = sum(p)
+    p = [x / total for x in p] if total > 0 else [1.0 / len(p)] * len(p)
+    level = max(range(len(p)), key=p.__getitem__)
+    expected = min(max(sum(i * x for i, x in enumerate(p)), 0.0), len(p) - 1.0)
+    return {"pain_level": level, "label": labels[level], "probabilities": p, "expected_level": expected}
 
 
-def affect_prediction(va: np.ndarray, ranges: dict[str, tuple[float, float]] | None = None) -> AffectPrediction:
+def affect_fields(va: Sequence[float], ranges: dict[str, tuple[float, float]] | None = None) -> dict:
+    """The fields of an `AffectPrediction`: valence and arousal clipped to the manifest's ranges within [-1, 1]."""
     ranges = ranges or {}
-    lo_v, hi_v = ranges.get("valence", (-1.0, 1.0))
-    lo_a, hi_a = ranges.get("arousal", (-1.0, 1.0))
-    v = float(np.clip(va[0], max(lo_v, -1.0), min(hi_v, 1.0)))
-    a = float(np.clip(va[1], max(lo_a, -1.0), min(hi_a, 1.0)))
-    return AffectPrediction(valence=v, arousal=a)
+    out = {}
+    for name, value in (("valence", va[0]), ("arousal", va[1])):
+        lo, hi = ranges.get(name, (-1.0, 1.0))
+        out[name] = min(max(float(value), max(lo, -1.0)), min(hi, 1.0))
+    return out
 
 
-def mean_prediction(predictions: Sequence[Prediction], labels: Sequence[str] | None) -> Prediction | None:
-    """The average of several predictions of one task: mean probabilities, or mean valence and arousal."""
+def mean_fields(predictions: Sequence[dict], labels: Sequence[str] | None) -> dict | None:
+    """The average of several predictions of one task (as fields): mean probabilities, or mean valence and
+    arousal."""
     if not predictions:
         return None
-    if isinstance(predictions[0], PainPrediction):
-        return pain_prediction(np.mean([p.probabilities for p in predictions], axis=0), labels or [])
-    return AffectPrediction(valence=float(np.mean([p.valence for p in predictions])),
-                            arousal=float(np.mean([p.arousal for p in predictions])))
+    n = len(predictions)
+    if "probabilities" in predictions[0]:
+        columns = zip(*(p["probabilities"] for p in predictions), strict=True)
+        return pain_fields([sum(c) / n for c in columns], labels or [])
+    return {"valence": sum(p["valence"] for p in predictions) / n,
+            "arousal": sum(p["arousal"] for p in predictions) / n}
+
+
+def pain_prediction(probabilities: Sequence[float], labels: Sequence[str]) -> PainPrediction:
+    return PainPrediction(**pain_fields(probabilities, labels))
+
+
+def affect_prediction(va: Sequence[float], ranges: dict[str, tuple[float, float]] | None = None) -> AffectPrediction:
+    return AffectPrediction(**affect_fields(va, ranges))
 
 
 def agreement(teacher: Prediction, student: Prediction) -> PainAgreement | AffectAgreement:
@@ -141,28 +161,35 @@ class Predictor:
 
     # -- postprocess -------------------------------------------------------------------------------------------------
 
-    def postprocess(self, outputs: dict[str, np.ndarray]) -> Prediction:
-        """One row of outputs -> the prediction. A NaN or inf output is `InferenceFailed` (503), never a made-up
-        answer (a NaN probability would otherwise read as a uniform distribution)."""
+    def fields(self, outputs: dict[str, np.ndarray]) -> dict:
+        """One row of outputs -> the prediction's fields (plain Python). A NaN or inf output is `InferenceFailed`
+        (503), never a made-up answer (a NaN probability would otherwise read as a uniform distribution)."""
         pain = self.task == "pain"
         name = ("probabilities" if "probabilities" in outputs else "logits") if pain else "va"
-        value = np.asarray(outputs[name])
-        if not np.isfinite(value).all():
+        value = np.asarray(outputs[name]).tolist()
+        if not all(math.isfinite(v) for v in value):
             raise InferenceFailed(f"model {self.model.name} gave a non-finite {name} output (NaN or inf) for this "
                                   "input")
         if pain:
-            return pain_prediction(value if name == "probabilities" else softmax(value), self.labels)
-        return affect_prediction(value, self.ranges)
+            return pain_fields(value if name == "probabilities" else softmax(value), self.labels)
+        return affect_fields(value, self.ranges)
 
-    def smooth(self, predictions: Sequence[Prediction]) -> Prediction | None:
-        return mean_prediction(predictions, self.labels)
+    def postprocess(self, outputs: dict[str, np.ndarray]) -> Prediction:
+        """One row of outputs -> the prediction (see `fields`)."""
+        fields = self.fields(outputs)
+        return PainPrediction(**fields) if self.task == "pain" else AffectPrediction(**fields)
 
-    def relative(self, prediction: Prediction, baseline: Prediction) -> dict[str, float]:
-        """A prediction relative to a person's calibrated neutral baseline."""
-        if isinstance(prediction, PainPrediction) and isinstance(baseline, PainPrediction):
-            return {"expected_level": prediction.expected_level - baseline.expected_level,
-                    "pain_level": float(prediction.pain_level - baseline.pain_level)}
-        return {"valence": prediction.valence - baseline.valence, "arousal": prediction.arousal - baseline.arousal}
+    def smooth(self, predictions: Sequence[dict]) -> dict | None:
+        """The mean of several predictions' fields (None for none)."""
+        return mean_fields(predictions, self.labels)
+
+    def relative(self, prediction: dict, baseline: dict) -> dict[str, float]:
+        """A prediction relative to a person's calibrated neutral baseline (both as fields)."""
+        if "probabilities" in prediction:
+            return {"expected_level": prediction["expected_level"] - baseline["expected_level"],
+                    "pain_level": float(prediction["pain_level"] - baseline["pain_level"])}
+        return {"valence": prediction["valence"] - baseline["valence"],
+                "arousal": prediction["arousal"] - baseline["arousal"]}
 
     async def predict_inputs(self, inputs: np.ndarray, privileged: np.ndarray | None = None) -> Prediction:
         """Model inputs (N, 3, S, S) of consecutive face frames -> the prediction at the last of them."""

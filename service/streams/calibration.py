@@ -8,16 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from service.core.schemas import Prediction
-
 
 @dataclass
 class Calibration:
     until: float  # monotonic time when it ends
     seconds: float
-    predictions: list[Prediction] = field(default_factory=list)
+    predictions: list[dict] = field(default_factory=list)  # the fields of each frame's prediction
 
-    def observe(self, prediction: Prediction | None, now: float) -> bool:
+    def observe(self, prediction: dict | None, now: float) -> bool:
         """Collect one processed frame's prediction (None: no face); True once the time is up (this frame is not
         collected: the calibration has ended)."""
         if now >= self.until:

@@ -49,7 +49,6 @@ from service.core.errors import (
 )
 from service.core.logging import stream_id as stream_id_var
 from service.core.metrics import Metrics
-from service.core.schemas import Face, Prediction, StreamResult
 from service.core.threads import run_blocking
 from service.faces.tracker import FaceTracker
 from service.inference.predictor import GraphError, Predictor
@@ -92,8 +91,8 @@ class StreamSession:
         self.id = uuid.uuid4().hex[:12]
         self.task = predictor.task
         self.window: deque[np.ndarray] = deque(maxlen=predictor.window)  # per-frame items, oldest first
-        self.recent: deque[Prediction] = deque(maxlen=predictor.window)  # per-frame predictions, for smoothing
-        self.baseline: Prediction | None = None
+        self.recent: deque[dict] = deque(maxlen=predictor.window)  # per-frame predictions (fields), for smoothing
+        self.baseline: dict | None = None
         self.calibration: Calibration | None = None
         self.missing = 0  # consecutive frames without a face
         mode = settings.stream_inference  # inline: the model runs in the frame's own thread (auto: on CPU)
@@ -176,7 +175,7 @@ class StreamSession:
 
     async def send_error(self, exc: ServiceError, seq: int | None = None) -> None:
         self.errors += 1
-        self.metrics.frames.labels(self.task, "error").inc()
+        self.metrics.child(self.metrics.frames, self.task, "error").inc()
         message = {"type": "error", "error": {"code": exc.status, "message": exc.message}}
         if seq is not None:
             message["seq"] = seq
@@ -201,8 +200,8 @@ class StreamSession:
                     return
                 if self._slot.put(Frame(seq, time.time(), time.perf_counter(), data)):  # the waiting one is dropped
                     self.dropped += 1
-                    self.metrics.dropped_frames.labels(self.task).inc()
-                    self.metrics.frames.labels(self.task, "dropped").inc()
+                    self.metrics.child(self.metrics.dropped_frames, self.task).inc()
+                    self.metrics.child(self.metrics.frames, self.task, "dropped").inc()
             elif text is not None:
                 if len(text.encode()) > limits.max_control_bytes:
                     await self.close(WS_MESSAGE_TOO_BIG, f"control message over {limits.max_control_bytes} bytes")
@@ -326,7 +325,7 @@ class StreamSession:
                     self.reset()
             with self.metrics.timer("postprocess", timings):  # observed once per frame: prediction and smoothing
                 if outputs is not None:
-                    prediction = self.predictor.postprocess(outputs)
+                    prediction = self.predictor.fields(outputs)
                     self.recent.append(prediction)
                 smoothed = self.predictor.smooth(list(self.recent))
         except ServiceError as exc:  # inference failed or the server is busy: tell the client, go on
@@ -337,20 +336,20 @@ class StreamSession:
         face = None
         if prepared.box is not None:
             b = prepared.box
-            face = Face(box=[round(v, 1) for v in b.as_list()], score=min(max(b.score, 0.0), 1.0),
-                        tracked=prepared.tracked)
+            face = {"box": [max(round(v, 1), 0.0) for v in b.as_list()], "score": min(max(b.score, 0.0), 1.0),
+                    "tracked": prepared.tracked}
         total = (time.perf_counter() - arrival) * 1000.0
         timings["total"] = total
         self.metrics.observe("total", total / 1000.0)
-        result = StreamResult(seq=seq, ts=frame.ts, face_detected=face is not None, face=face, prediction=prediction,
-                              smoothed=smoothed, relative=relative, dropped=self.dropped,
-                              timings_ms={k: round(v, 3) for k, v in timings.items()})
-        await self.send(result.model_dump())
+        # the fields of service.core.schemas.StreamResult, built as plain Python (once per frame)
+        await self.send({"type": "result", "seq": seq, "ts": frame.ts, "face_detected": face is not None, "face": face,
+                         "prediction": prediction, "smoothed": smoothed, "relative": relative,
+                         "dropped": self.dropped, "timings_ms": {k: round(v, 3) for k, v in timings.items()}})
         self.processed += 1
         self.latency_ms_sum += total
-        self.metrics.frames.labels(self.task, "processed").inc()
+        self.metrics.child(self.metrics.frames, self.task, "processed").inc()
 
-    async def _calibrate(self, prediction: Prediction | None) -> None:
+    async def _calibrate(self, prediction: dict | None) -> None:
         c = self.calibration
         if c is None or not c.observe(prediction, time.monotonic()):
             return
@@ -361,4 +360,4 @@ class StreamSession:
             return
         self.baseline = self.predictor.smooth(c.predictions)
         await self.send({"type": "calibrated", "frames": len(c.predictions), "seconds": c.seconds,
-                         "baseline": self.baseline.model_dump()})
+                         "baseline": self.baseline})

@@ -11,6 +11,7 @@ import time
 import numpy as np
 import pytest
 
+from service.core.schemas import StreamResult
 from tests.service.conftest import T, encode_jpeg, shifted
 
 
@@ -36,6 +37,8 @@ def test_one_result_per_frame_with_smoothing_and_tracking(client, frames: list[b
             results.append(ws.receive_json())
     assert [r["seq"] for r in results] == list(range(T + 3))
     assert all(r["type"] == "result" and r["face_detected"] and r["dropped"] == 0 for r in results)
+    for r in results:  # the message built per frame has the documented schema, value ranges included
+        assert StreamResult.model_validate(r).model_dump(mode="json") == r
     probs = [r["prediction"]["probabilities"] for r in results]
     for i, r in enumerate(results):  # smoothed = mean of the last T per-frame predictions
         expected = np.mean(probs[max(0, i - T + 1) : i + 1], axis=0)
