@@ -65,9 +65,9 @@ class FaceDetector:
             raise ValueError(f"expected an RGB uint8 image (H, W, 3), got {rgb.dtype} {rgb.shape}")
         h, w = rgb.shape[:2]
         with self._lock:
-            result = self._detector.process(np.ascontiguousarray(rgb))
+            detections = self._run(np.ascontiguousarray(rgb))
         faces = []
-        for det in result.detections or []:
+        for det in detections:
             rel = det.location_data.relative_bounding_box
             x0, y0 = max(rel.xmin * w, 0.0), max(rel.ymin * h, 0.0)
             x1, y1 = min((rel.xmin + rel.width) * w, w), min((rel.ymin + rel.height) * h, h)
@@ -75,6 +75,24 @@ class FaceDetector:
                 continue
             faces.append(FaceBox(x0, y0, x1 - x0, y1 - y0, float(det.score[0])))
         return sorted(faces, key=lambda f: f.area, reverse=True)
+
+    def _run(self, rgb: np.ndarray) -> list:
+        """MediaPipe's detections for one frame: what `FaceDetection.process` does for an image, without the result
+        type it builds on every call (a new namedtuple class per frame: most of a detection's Python time).
+        Falls back to `process` where the solution's internals differ from mediapipe 0.10.21's."""
+        d = self._detector
+        try:
+            ((stream, kind),) = d._input_stream_type_info.items()
+            out_kind = d._output_stream_type_info["detections"]
+            graph, outputs = d._graph, d._graph_outputs
+        except (AttributeError, KeyError, ValueError, TypeError):
+            return d.process(rgb).detections or []
+        outputs.clear()
+        d._simulated_timestamp += 33333  # as process(): a 30 fps video's timestamps
+        graph.add_packet_to_input_stream(stream=stream, packet=d._make_packet(kind, rgb).at(d._simulated_timestamp))
+        graph.wait_until_idle()
+        packet = outputs.get("detections")
+        return [] if packet is None else d._get_packet_content(out_kind, packet) or []
 
     def largest(self, rgb: np.ndarray) -> FaceBox | None:
         faces = self.detect(rgb)

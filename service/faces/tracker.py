@@ -145,7 +145,7 @@ def _grey(rgb: np.ndarray, k: int, x0: float, y0: float, x1: float, y1: float) -
     ox, oy = max(int(x0) // k * k, 0), max(int(y0) // k * k, 0)
     ex, ey = min(int(np.ceil(x1)), w // k * k), min(int(np.ceil(y1)), h // k * k)
     ex, ey = ox + max(ex - ox, 0) // k * k, oy + max(ey - oy, 0) // k * k
-    grey = cv2.cvtColor(np.ascontiguousarray(rgb[oy:ey, ox:ex]), cv2.COLOR_RGB2GRAY)
+    grey = cv2.cvtColor(rgb[oy:ey, ox:ex], cv2.COLOR_RGB2GRAY)  # a view: OpenCV reads the rows in place
     if k > 1 and grey.size:
         grey = cv2.resize(grey, (grey.shape[1] // k, grey.shape[0] // k), interpolation=cv2.INTER_AREA)
     return grey, ox, oy

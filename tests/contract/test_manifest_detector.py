@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pkdot_contract.manifest import DetectorPreprocessing, Manifest, ModelFolderError, load_manifest
@@ -53,3 +54,16 @@ def test_each_named_detector_finds_the_face(name: str, face_rgb) -> None:
         box = detector.largest(face_rgb)
     assert box is not None and 0.5 < box.score <= 1.0
     assert 100 < box.x + box.w / 2 < 300 and 50 < box.y + box.h / 2 < 250  # the astronaut's face, upper middle
+
+
+@pytest.mark.parametrize("name", sorted(DETECTORS))
+def test_detections_equal_mediapipe_process(name: str, face_rgb) -> None:
+    """The detector feeds MediaPipe's graph itself (no result type per call): the same detections as
+    `FaceDetection.process`, frame after frame, with and without a face."""
+    blank = np.zeros_like(face_rgb)
+    with FaceDetector(name=name) as detector:
+        for frame in (face_rgb, blank, face_rgb[:, ::-1].copy(), face_rgb):
+            want = detector._detector.process(frame).detections or []
+            got = detector._run(frame)
+            assert [d.SerializeToString() for d in got] == [d.SerializeToString() for d in want]
+        assert detector._run(face_rgb) and not detector._run(blank)
