@@ -298,3 +298,12 @@ def test_registry_rejects_unknown_names_and_options() -> None:
         create_model("teacher", privileged="eeg")
     with pytest.raises(ConfigError, match="invalid options for visual backbone 'r3d18'"):
         create_model("teacher", visual="r3d18", visual_cfg={"frame_dim": 64})
+
+
+@pytest.mark.parametrize("width, channels", [(1.0, [16, 32, 48, 32]), (1.5, [24, 48, 72, 48]), (0.5, [8, 16, 24, 16])])
+def test_width_scales_the_compact_encoder(width: float, channels: list[int]) -> None:
+    student = StreamingStudent("pain", frame_dim=32, embed_dim=64, hidden_dim=32, encoder="compact", width=width)
+    convs = [m for m in student.visual.encoder.modules() if isinstance(m, nn.Conv2d)]
+    assert [c.out_channels for c in convs] == channels
+    out = student(torch.randn(2, 4, 3, 64, 64))
+    assert out["logits"].shape == (2, 5)

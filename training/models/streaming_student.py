@@ -41,7 +41,7 @@ class StreamingStudent(nn.Module):
         num_classes: pain classes, 5 or 2 (ignored for affect; default 5).
         frame_dim: frame embedding size cached by the service (default 256).
         embed_dim: joint embedding size z — what is distilled (default 512).
-        width: FrameEncoder channel multiplier (default 1.0).
+        width: channel multiplier of the frame encoder, either kind (default 1.0).
         hidden_dim: TemporalHead width (default 256).
         dilations: TemporalHead dilations (default (1, 2, 4): receptive field 15 frames).
         dropout: dropout in encoder, temporal head and task head (default 0.1).

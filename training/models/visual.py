@@ -31,7 +31,8 @@ def make_frame_encoder(kind: str, out_dim: int, width: float, dropout: float, in
     if kind == "mobilenet":
         return FrameEncoder(out_dim=out_dim, width=width, dropout=dropout)
     if kind == "compact":
-        return CompactFrameEncoder(out_dim=out_dim, input_size=input_size, dropout=dropout)
+        channels = tuple(max(1, round(c * width)) for c in (16, 32, 48, 32))  # the default widths at width 1.0
+        return CompactFrameEncoder(out_dim=out_dim, input_size=input_size, channels=channels, dropout=dropout)
     from training.errors import ConfigError
 
     raise ConfigError(f"unknown frame encoder {kind!r}; expected one of {', '.join(FRAME_ENCODERS)}")
@@ -43,7 +44,7 @@ class StreamingVisual(nn.Module):
     Args:
         frame_dim: frame embedding size (FrameEncoder.out_dim; default 256).
         out_dim: joint embedding size (TemporalHead.out_dim; default 512).
-        width: FrameEncoder channel multiplier (default 1.0).
+        width: channel multiplier of the frame encoder, either kind (default 1.0).
         hidden_dim: TemporalHead width (default 256).
         dilations: TemporalHead dilations (default (1, 2, 4)).
         dropout: dropout in encoder and head (default 0.1).
