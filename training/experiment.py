@@ -11,10 +11,14 @@ of the first fold (`tune`), never on a test fold.
 from __future__ import annotations
 
 import csv
+import ctypes
 import itertools
 import json
 import logging
 import math
+import os
+import signal
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,6 +31,7 @@ from training.config import load_config
 from training.errors import ConfigError
 
 log = logging.getLogger(__name__)
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
 
 METHODS = ("none", "kd", "fitnet", "pkd", "smpkd", "rkd", "pkt", "pkdot")
 LABELS = {"teacher": "teacher (video + privileged)", "none": "visual-only (no KD)", "kd": "logit KD (Hinton)",
@@ -93,8 +98,19 @@ def tune_pkdot(config: Path | None, common: list[str], teacher: Path, out: Path,
     return candidates[best][1]
 
 
-def _init_worker() -> None:
+def _init_worker(parent: int | None = None) -> None:
+    """Each pool process: logging, and it ends with the experiment's process (`parent`), however that ends (SIGTERM,
+    SIGKILL, a crash): on Linux the kernel sends it SIGTERM when its parent dies, instead of leaving a run that
+    trains on for no one."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if parent is None or not sys.platform.startswith("linux"):
+        return
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # no prctl: the process may outlive its parent, as before
+        return
+    if os.getppid() != parent:  # the parent died before the request above took effect
+        os._exit(1)
 
 
 def _run_all(jobs: list[tuple], workers: int, done: Callable[[int, dict], None] | None = None,
@@ -119,7 +135,8 @@ def _run_all(jobs: list[tuple], workers: int, done: Callable[[int, dict], None] 
     waiting = {i: a for i, a in enumerate(after)}
     finished: set[int] = set()
     # spawn: a forked child would inherit torch's thread pools (and any MediaPipe graph) in whatever state they are
-    with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, mp_context=get_context("spawn")) as pool:
+    with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(os.getpid(),),
+                             mp_context=get_context("spawn")) as pool:
         running: dict = {}
         while waiting or running:
             for i in [i for i, a in waiting.items() if a is None or a in finished]:  # in list order

@@ -7,6 +7,10 @@ import argparse
 import csv
 import json
 import math
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -209,3 +213,45 @@ def test_untuned_students_start_once_their_folds_teacher_is_trained(tiny_biovid,
         assert len(students) == 2 and min(students) > teacher
     with pytest.raises(ValueError, match="only wait for a job listed before it"):
         _run_all([(None, [], tmp_path / "a", False), (None, [], tmp_path / "b", False)], 2, after=[1, None])
+
+
+_POOL_SCRIPT = """
+import os, sys, time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from training.experiment import _init_worker
+if __name__ == "__main__":
+    with ProcessPoolExecutor(2, initializer=_init_worker, initargs=(os.getpid(),),
+                             mp_context=get_context("spawn")) as pool:
+        print(" ".join(str(p) for p in {pool.submit(os.getpid).result() for _ in range(4)}), flush=True)
+        pool.submit(time.sleep, 120)
+        time.sleep(120)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_pool_workers_end_with_the_experiment_process(sig: int) -> None:
+    """`pkdot experiment` stopped by a signal (or killed outright) leaves no pool process training on."""
+    proc = subprocess.Popen([sys.executable, "-c", _POOL_SCRIPT], stdout=subprocess.PIPE, text=True,
+                            cwd=Path(__file__).resolve().parents[2])
+    try:
+        children = [int(p) for p in proc.stdout.readline().split()]
+        assert children and all(_alive(c) for c in children)
+        proc.send_signal(sig)
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 20
+        while any(_alive(c) for c in children) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(_alive(c) for c in children)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
