@@ -45,7 +45,7 @@ class Metrics:
 
     def child(self, metric: Counter | Histogram, *labels: str):  # noqa: ANN201 - a prometheus_client child
         """`metric.labels(*labels)`, cached (a stream looks up the same few series for every frame)."""
-        key = (metric._name, *labels)
+        key = (id(metric), *labels)  # the metrics live as long as this object
         found = self._children.get(key)
         if found is None:
             found = self._children[key] = metric.labels(*labels)
