@@ -70,12 +70,13 @@ class _Bench:
         return dict(zip(names, self.sessions["head"].run(names, {"embeddings": embeddings}), strict=True))
 
     def postprocess(self, outputs: dict[str, np.ndarray]) -> None:
-        from service.inference.predictor import affect_prediction, pain_prediction, softmax
+        """What a stream does with one row of outputs (service.inference.predictor: plain-Python fields)."""
+        from service.inference.predictor import affect_fields, pain_fields, softmax
 
         if self.manifest.task == "pain":
-            pain_prediction(softmax(outputs["logits"][0]), list(self.manifest.outputs.labels or []))
+            pain_fields(softmax(outputs["logits"][0].tolist()), list(self.manifest.outputs.labels or []))
         else:
-            affect_prediction(outputs["va"][0], self.manifest.outputs.ranges)
+            affect_fields(outputs["va"][0].tolist(), self.manifest.outputs.ranges)
 
 
 def _open(ctx: BenchContext) -> _Bench:

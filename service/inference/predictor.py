@@ -74,14 +74,6 @@ def mean_fields(predictions: Sequence[dict], labels: Sequence[str] | None) -> di
             "arousal": sum(p["arousal"] for p in predictions) / n}
 
 
-def pain_prediction(probabilities: Sequence[float], labels: Sequence[str]) -> PainPrediction:
-    return PainPrediction(**pain_fields(probabilities, labels))
-
-
-def affect_prediction(va: Sequence[float], ranges: dict[str, tuple[float, float]] | None = None) -> AffectPrediction:
-    return AffectPrediction(**affect_fields(va, ranges))
-
-
 def agreement(teacher: Prediction, student: Prediction) -> PainAgreement | AffectAgreement:
     if isinstance(teacher, PainPrediction) and isinstance(student, PainPrediction):
         tv = 0.5 * float(np.abs(np.subtract(teacher.probabilities, student.probabilities)).sum())

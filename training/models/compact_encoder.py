@@ -16,6 +16,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+CHANNELS = (16, 32, 48, 32)  # the four conv blocks' default widths
+
 
 def _block(c_in: int, c_out: int, stride: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride, padding=1, bias=False), nn.BatchNorm2d(c_out),
@@ -32,7 +34,7 @@ class CompactFrameEncoder(nn.Module):
         dropout: dropout before the final projection, training only (default 0.1).
     """
 
-    def __init__(self, out_dim: int = 64, input_size: int = 64, channels: tuple[int, ...] = (16, 32, 48, 32),
+    def __init__(self, out_dim: int = 64, input_size: int = 64, channels: tuple[int, ...] = CHANNELS,
                  dropout: float = 0.1) -> None:
         super().__init__()
         if input_size % 16 or input_size < 16:

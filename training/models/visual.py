@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from training.models.compact_encoder import CHANNELS as COMPACT_CHANNELS
 from training.models.compact_encoder import CompactFrameEncoder
 from training.models.frame_encoder import FrameEncoder
 from training.models.r3d import R3D18
@@ -31,7 +32,7 @@ def make_frame_encoder(kind: str, out_dim: int, width: float, dropout: float, in
     if kind == "mobilenet":
         return FrameEncoder(out_dim=out_dim, width=width, dropout=dropout)
     if kind == "compact":
-        channels = tuple(max(1, round(c * width)) for c in (16, 32, 48, 32))  # the default widths at width 1.0
+        channels = tuple(max(1, round(c * width)) for c in COMPACT_CHANNELS)  # the defaults at width 1.0
         return CompactFrameEncoder(out_dim=out_dim, input_size=input_size, channels=channels, dropout=dropout)
     from training.errors import ConfigError
 
