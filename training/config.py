@@ -58,6 +58,7 @@ class OptimConfig:
     # epoch is always validated
     ema_decay: float = 0.0  # > 0: the model validated and kept is an exponential moving average of the weights over
     # training steps (decay per step, warmed up as min(decay, (1 + t) / (10 + t))); 0: the weights themselves
+    ordinal_sigma: float = 0.0  # pain, > 0: soft targets exp(-(k - y)^2 / 2 sigma^2) over the ordered levels
     precision: str = "fp32"  # "bf16": training forward passes under bf16 autocast (weights and evaluation stay fp32)
 
 

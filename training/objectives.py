@@ -44,10 +44,10 @@ def predictions(task: str, out: dict[str, torch.Tensor]) -> torch.Tensor:
 
 
 class TeacherObjective(nn.Module):
-    def __init__(self, teacher: nn.Module, task: str) -> None:
+    def __init__(self, teacher: nn.Module, task: str, ordinal_sigma: float = 0.0) -> None:
         super().__init__()
         self.model, self.task = teacher, task
-        self.task_loss = create_task_loss(task)
+        self.task_loss = create_task_loss(task, ordinal_sigma)
 
     def forward_model(self, batch: dict) -> dict[str, torch.Tensor]:
         with mixed_precision(self, batch):
@@ -90,12 +90,12 @@ class DistillObjective(nn.Module):
     """loss = task_loss(student) + KD(teacher z, student z[, logits]); the KD module carries λ as its weight."""
 
     def __init__(self, student: nn.Module, teacher: nn.Module, task: str, method: str, weight: float,
-                 params: dict | None = None, teacher_targets: object | None = None) -> None:
+                 params: dict | None = None, teacher_targets: object | None = None, ordinal_sigma: float = 0.0) -> None:
         super().__init__()
         self.model, self.task = student, task
         self.teacher = teacher.eval().requires_grad_(False)
         self.teacher_targets = teacher_targets  # a training.teacher_targets.TeacherTargets, or None: run the teacher
-        self.task_loss = create_task_loss(task)
+        self.task_loss = create_task_loss(task, ordinal_sigma)
         self.kd = create_kd_loss(method, task=task, **{"weight": weight, **(params or {})})  # params may set λ
 
     def train(self, mode: bool = True) -> DistillObjective:

@@ -99,7 +99,7 @@ def run_training(cfg: RunConfig, progress: bool = True, max_steps: int | None = 
     online = cfg.kind == "student" and cfg.kd.method != "none" and cfg.kd.teacher == "online"
     data = build_datasets(cfg.data, cfg.task, privileged=cfg.kind != "student" or online)
     if cfg.kind == "teacher":
-        objective = TeacherObjective(build_model(cfg, data.num_classes), cfg.task)
+        objective = TeacherObjective(build_model(cfg, data.num_classes), cfg.task, cfg.optim.ordinal_sigma)
     elif cfg.kind == "tnet":
         teacher = _teacher_for(cfg)
         options = {"in_dim": teacher.visual_dim, "out_dim": teacher.privileged_dim,
@@ -118,7 +118,7 @@ def run_training(cfg: RunConfig, progress: bool = True, max_steps: int | None = 
             targets = TeacherTargets(teacher, data.train_eval(privileged=True), cfg.optim.batch_size,
                                      torch.device(cfg.device))
         objective = DistillObjective(student, teacher, cfg.task, cfg.kd.method, cfg.kd.weight,
-                                     cfg.kd.params.get(cfg.kd.method, {}), targets)
+                                     cfg.kd.params.get(cfg.kd.method, {}), targets, cfg.optim.ordinal_sigma)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "split.json").write_text(json.dumps(data.split.keys(), indent=1) + "\n")

@@ -8,7 +8,18 @@ import torch
 import torch.nn.functional as F
 
 from training.errors import ConfigError
-from training.losses import CCCLoss, TNetLoss, ccc, ccc_loss, create_task_loss, cross_entropy_loss, mmd_loss, tnet_loss
+from training.losses import (
+    CCCLoss,
+    OrdinalCrossEntropy,
+    TNetLoss,
+    ccc,
+    ccc_loss,
+    create_task_loss,
+    cross_entropy_loss,
+    mmd_loss,
+    ordinal_targets,
+    tnet_loss,
+)
 
 T64 = torch.float64
 
@@ -68,6 +79,35 @@ def test_task_losses_by_name():
     assert isinstance(create_task_loss("affect"), CCCLoss)
     with pytest.raises(ConfigError):
         create_task_loss("age")
+    with pytest.raises(ConfigError):
+        create_task_loss("affect", ordinal_sigma=0.5)
+
+
+def test_ordinal_targets_spread_to_the_neighbouring_levels():
+    q = ordinal_targets(torch.tensor([0, 2, 4]), 5, 0.5)
+    assert torch.allclose(q.sum(1), torch.ones(3))
+    assert q.argmax(1).tolist() == [0, 2, 4]
+    assert q[1, 1] == pytest.approx(float(q[1, 3])) and q[1, 1] > q[1, 0] > 0  # symmetric, falling with distance
+    assert q[1, 2] == pytest.approx(1 / (1 + 2 * math.exp(-2) + 2 * math.exp(-8)))  # exp(-(k - y)^2 / 2 sigma^2)
+    assert ordinal_targets(torch.tensor([2]), 5, 1.0)[0, 1] > q[1, 1]  # a wider sigma spreads further
+
+
+def test_ordinal_cross_entropy():
+    logits, labels = rand(8, 5, seed=6), torch.arange(8) % 5
+    tight = OrdinalCrossEntropy(0.05)(logits, labels)  # sigma -> 0: the plain cross-entropy
+    assert float(tight) == pytest.approx(float(F.cross_entropy(logits, labels)), rel=1e-5)
+    loss = create_task_loss("pain", ordinal_sigma=0.5)
+    target = ordinal_targets(labels, 5, 0.5)
+    best = loss(target.log(), labels)  # the soft targets themselves minimise it: their entropy
+    assert float(best) == pytest.approx(float(-(target * target.log()).sum(1).mean()), rel=1e-5)
+    assert float(loss(logits, labels)) > float(best)
+    near, far = torch.full((1, 5), -4.0), torch.full((1, 5), -4.0)
+    near[0, 3], far[0, 0] = 4.0, 4.0  # a PA4 clip called PA3, or called BL1
+    pa4 = torch.tensor([4])
+    assert float(loss(near, pa4)) < float(loss(far, pa4))
+    assert float(F.cross_entropy(near, pa4)) == pytest.approx(float(F.cross_entropy(far, pa4)))  # CE cannot tell
+    with pytest.raises(ConfigError):
+        OrdinalCrossEntropy(0.0)
 
 
 # ---------------------------------------------------------------- MMD / T-Net

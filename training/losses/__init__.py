@@ -22,7 +22,15 @@ from training.losses.pkt import PKTLoss, pkt_loss
 from training.losses.rkd import RKDLoss, rkd_loss
 from training.losses.sinkhorn import entropic_ot, sinkhorn_divergence
 from training.losses.smpkd import SMPKDLoss, smpkd_loss
-from training.losses.task import CCCLoss, ccc, ccc_loss, create_task_loss, cross_entropy_loss
+from training.losses.task import (
+    CCCLoss,
+    OrdinalCrossEntropy,
+    ccc,
+    ccc_loss,
+    create_task_loss,
+    cross_entropy_loss,
+    ordinal_targets,
+)
 
 KD_LOSSES: dict[str, type[KDLoss]] = {
     "none": NoKDLoss,  # visual-only student: task loss alone
@@ -62,6 +70,7 @@ __all__ = [
     "KDLoss",
     "LogitKDLoss",
     "NoKDLoss",
+    "OrdinalCrossEntropy",
     "PKDLoss",
     "PKDOTLoss",
     "PKTLoss",
@@ -78,6 +87,7 @@ __all__ = [
     "fitnet_loss",
     "kd_loss",
     "mmd_loss",
+    "ordinal_targets",
     "pkd_loss",
     "pkdot_loss",
     "pkt_loss",

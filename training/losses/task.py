@@ -50,13 +50,37 @@ class CCCLoss(nn.Module):
         return ccc_loss(pred, target)
 
 
-def create_task_loss(task: Task, **kwargs: object) -> nn.Module:
-    """Cross-entropy (``pain``: logits (N, 5) vs levels (N,)) or 1 − CCC (``affect``: (N, 2) vs (N, 2))."""
+def ordinal_targets(target: torch.Tensor, num_classes: int, sigma: float) -> torch.Tensor:
+    """(N,) ordered class indices → (N, C) soft targets q_k ∝ exp(−(k − y)² / 2σ²): the mass spreads to the
+    neighbouring levels, the more the larger σ."""
+    k = torch.arange(num_classes, device=target.device, dtype=torch.float32)
+    return (-((k[None] - target[:, None].float()) ** 2) / (2.0 * sigma**2)).softmax(1)  # (N, C)
+
+
+class OrdinalCrossEntropy(nn.Module):
+    """Cross-entropy against `ordinal_targets`: the pain levels are ordered stimulus temperatures, so calling a PA3
+    clip PA4 costs less than calling it BL1, and the classes share what they teach about the same visible change.
+    The prediction is still the arg-max class; σ → 0 gives the plain cross-entropy."""
+
+    def __init__(self, sigma: float) -> None:
+        super().__init__()
+        if not sigma > 0:
+            raise ConfigError(f"the ordinal targets' sigma must be > 0, got {sigma}")
+        self.sigma = sigma
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        q = ordinal_targets(target, logits.shape[1], self.sigma).to(logits.dtype)
+        return -(q * logits.log_softmax(1)).sum(1).mean()
+
+
+def create_task_loss(task: Task, ordinal_sigma: float = 0.0) -> nn.Module:
+    """``pain``: logits (N, C) vs levels (N,), cross-entropy, or with ``ordinal_sigma`` > 0 the cross-entropy
+    against soft ordinal targets; ``affect``: (N, 2) vs (N, 2), 1 − CCC."""
     if task == "pain":
-        return nn.CrossEntropyLoss(**kwargs)
+        return OrdinalCrossEntropy(ordinal_sigma) if ordinal_sigma > 0 else nn.CrossEntropyLoss()
     if task == "affect":
-        if kwargs:
-            raise ConfigError(f"the affect task loss takes no options, got {sorted(kwargs)}")
+        if ordinal_sigma:
+            raise ConfigError("ordinal targets are for the pain levels; the affect task loss takes no options")
         return CCCLoss()
     raise ConfigError(f"unknown task {task!r}; expected 'pain' or 'affect'")
 
