@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 
 from fastapi import APIRouter, WebSocket
 
@@ -19,6 +20,7 @@ from service.streams.session import StreamSession
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["stream"])
+MAX_FPS = 1000.0
 
 
 async def _refuse(websocket: WebSocket, ctx: ServiceContext | None, code: int, reason: str) -> None:
@@ -50,6 +52,20 @@ async def _authenticated(websocket: WebSocket, ctx: ServiceContext) -> bool:
     return ok and key_matches(settings, msg["api_key"])
 
 
+def _fps(value: str | None) -> float | None:
+    """?fps=: the rate the client sends frames at, in frames per second of its source (camera or video)."""
+    if value is None:
+        return None
+    try:
+        fps = float(value)
+    except ValueError:
+        fps = math.nan
+    if not 0 < fps <= MAX_FPS:  # also NaN
+        raise ServiceError(f"the query parameter fps must be a number of frames per second in (0, {MAX_FPS}], "
+                           f"got {value[:20]!r}")
+    return fps
+
+
 @router.websocket("/ws/stream")
 async def stream(websocket: WebSocket) -> None:
     """Binary JPEG/PNG frames in, one JSON result per processed frame out (see `service.streams.session`)."""
@@ -67,11 +83,12 @@ async def stream(websocket: WebSocket) -> None:
         if task is None:
             raise ServiceError("the query parameter task is required: ?task=pain or ?task=affect")
         model = ctx.registry.student(task, websocket.query_params.get("model"))
+        fps = _fps(websocket.query_params.get("fps"))
     except ServiceError as exc:
         await _refuse(websocket, ctx, WS_POLICY_VIOLATION, exc.message)
         return
     session = StreamSession(websocket, ctx.predictor(model), ctx.tracker_for(model), ctx.settings, ctx.metrics,
-                            ctx.cpu_pool)
+                            ctx.cpu_pool, fps)
     if not ctx.streams.try_add(session):
         await _refuse(websocket, ctx, WS_TRY_AGAIN_LATER, f"server full: {ctx.streams.limit} streams are open (the "
                                                           "limit); try again later")

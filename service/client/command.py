@@ -69,14 +69,16 @@ def _positive(kind: type) -> object:
     return parse
 
 
-def stream_url(base: str, task: str, model: str | None) -> str:
-    """`ws://host:port` (or http://...) -> the stream URL with its task (and model) query."""
+def stream_url(base: str, task: str, model: str | None, fps: float | None = None) -> str:
+    """`ws://host:port` (or http://...) -> the stream URL with its task (and model, and the rate frames are sent at)
+    query."""
     parts = urlsplit(base if "://" in base else f"ws://{base}")
     scheme = SCHEMES.get(parts.scheme)
     if scheme is None or not parts.netloc:
         raise ValueError(f"invalid server URL {base!r}: use ws://HOST:PORT (or wss://, http://, https://)")
     path = parts.path if parts.path not in ("", "/") else "/ws/stream"
-    query = {**dict(parse_qsl(parts.query)), "task": task, **({"model": model} if model else {})}
+    query = {**dict(parse_qsl(parts.query)), "task": task, **({"model": model} if model else {}),
+             **({"fps": f"{fps:g}"} if fps else {})}
     return urlunsplit((scheme, parts.netloc, path, urlencode(query), ""))
 
 
@@ -182,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
         return EXIT[kind]
 
     try:
-        url = stream_url(args.url, args.task, args.model)
+        stream_url(args.url, args.task, args.model)
     except ValueError as exc:
         return fail("usage", str(exc))
     try:
@@ -190,6 +192,7 @@ def run(args: argparse.Namespace) -> int:
     except SourceError as exc:
         return fail("source", str(exc))
     fps = args.fps or (CAMERA_FPS if source.live else None)
+    url = stream_url(args.url, args.task, args.model, fps or source.fps)  # the rate the frames are sent at
     options = StreamOptions(url=url, api_key=args.api_key, fps=fps, window=args.window, realtime=not args.fast,
                             max_frames=args.max_frames, duration=args.duration, max_width=args.width,
                             quality=args.quality, timeout=args.timeout, calibrate=args.calibrate,

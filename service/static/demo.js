@@ -225,7 +225,8 @@
   function connect() {
     clearTimeout(state.reconnectTimer);
     const proto = location.protocol === "https:" ? "wss:" : "ws:";
-    const params = new URLSearchParams({ task: state.task });
+    // fps: the server samples the model's temporal window at the rate the model was trained on
+    const params = new URLSearchParams({ task: state.task, fps: String(Number(ui.fps.value)) });
     if (ui.model.value) params.set("model", ui.model.value);
     const ws = new WebSocket(`${proto}//${location.host}/ws/stream?${params}`);
     ws.binaryType = "arraybuffer";
@@ -732,7 +733,13 @@
       connect();
     }
   });
-  ui.fps.addEventListener("change", () => { if (state.timer) startTimer(); });
+  ui.fps.addEventListener("change", () => {
+    if (state.timer) startTimer();
+    if (state.running) {  // the stream's window stride follows the frame rate
+      disconnect(1000, "frame rate changed");
+      connect();
+    }
+  });
   ui.key.addEventListener("change", () => loadModels());
   ui.calibrate.addEventListener("click", () => {
     if (state.ws && state.opened) state.ws.send(JSON.stringify({ type: "calibrate", seconds: CALIBRATION_S }));

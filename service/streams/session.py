@@ -81,16 +81,26 @@ class Prepared:
     outputs: dict[str, np.ndarray] | None = None  # ... and the model's outputs over the window ending with it
 
 
+def window_stride(fps: float | None, frame_rate: float | None) -> int:
+    """How many frames of a stream sent at `fps` make one step of a model trained on windows sampled at
+    `frame_rate` (at least 1; 1 when either is unknown: every frame joins the window)."""
+    if not fps or not frame_rate:
+        return 1
+    return max(int(round(fps / frame_rate)), 1)
+
+
 class StreamSession:
     """One WebSocket stream of one model. `pool` runs the blocking per-frame work (decode, face, crop)."""
 
     def __init__(self, websocket: WebSocket, predictor: Predictor, tracker: FaceTracker, settings: Settings,
-                 metrics: Metrics, pool: Executor) -> None:
+                 metrics: Metrics, pool: Executor, fps: float | None = None) -> None:
         self.ws, self.predictor, self.tracker = websocket, predictor, tracker
         self.settings, self.metrics, self.pool = settings, metrics, pool
         self.id = uuid.uuid4().hex[:12]
         self.task = predictor.task
         self.window: deque[np.ndarray] = deque(maxlen=predictor.window)  # per-frame items, oldest first
+        self.stride = window_stride(fps, predictor.model.manifest.preprocessing.frame_rate)
+        self._kept_seq = 0  # the frame the window took last
         self.recent: deque[dict] = deque(maxlen=predictor.window)  # per-frame predictions (fields), for smoothing
         self.baseline: dict | None = None
         self.calibration: Calibration | None = None
@@ -159,7 +169,7 @@ class StreamSession:
             "event": "stream_summary", "stream_id": self.id, "task": self.task, "model": self.predictor.model.name,
             "duration_s": round(time.monotonic() - self.started, 3), "received": self.received,
             "processed": self.processed, "dropped": self.dropped, "errors": self.errors, "faces": self.faces,
-            "detections": self.tracker.detections, "tracked": self.tracker.tracked,
+            "detections": self.tracker.detections, "tracked": self.tracker.tracked, "window_stride": self.stride,
             "mean_latency_ms": round(self.latency_ms_sum / self.processed, 2) if self.processed else None,
             "close_code": self.close_code, "closed_by": self.close_by or "server",
         })
@@ -309,16 +319,16 @@ class StreamSession:
                 self.missing = 0
                 self.faces += 1
                 if prepared.outputs is not None and generation == self._generation:  # inline: the model ran
-                    self.window.append(prepared.item)
-                    outputs = prepared.outputs
+                    item, outputs = prepared.item, prepared.outputs
                 elif prepared.outputs is not None:  # a reset came while the frame was away: a window of it alone
-                    self.window.append(prepared.item)
-                    outputs = await self.predictor.predict_window(list(self.window))
+                    item = prepared.item
+                    outputs = await self.predictor.predict_window([item])
                 else:
                     t0 = time.perf_counter()
-                    self.window.extend(await self.predictor.encode(prepared.model_input[None]))
-                    outputs = await self.predictor.predict_window(list(self.window))
+                    item = (await self.predictor.encode(prepared.model_input[None]))[0]
+                    outputs = await self.predictor.predict_window([*self.window, item])
                     timings["inference"] = (time.perf_counter() - t0) * 1000.0
+                self._keep(item, seq)
             else:
                 self.missing += 1
                 if self.missing >= self.predictor.window:
@@ -348,6 +358,15 @@ class StreamSession:
         self.processed += 1
         self.latency_ms_sum += total
         self.metrics.child(self.metrics.frames, self.task, "processed").inc()
+
+    def _keep(self, item: np.ndarray, seq: int) -> None:
+        """The window samples the stream at the model's frame rate: a frame joins it when it was sent at least
+        `stride` frames after the last one that did (the first always; counted in frames sent, so frames dropped
+        or without a face do not stretch the window). Every frame is still answered, over the window so far followed
+        by that frame."""
+        if not self.window or seq - self._kept_seq >= self.stride:
+            self.window.append(item)
+            self._kept_seq = seq
 
     async def _calibrate(self, prediction: dict | None) -> None:
         c = self.calibration

@@ -178,6 +178,10 @@ def _closed(ws, *, send: bytes | str | None = None) -> WebSocketDisconnect:
     ("/ws/stream", "task"),
     ("/ws/stream?task=anger", "unknown task"),
     ("/ws/stream?task=pain&model=nope", "nope"),
+    ("/ws/stream?task=pain&fps=fast", "fps must be a number"),
+    ("/ws/stream?task=pain&fps=0", "fps must be a number"),
+    ("/ws/stream?task=pain&fps=nan", "fps must be a number"),
+    ("/ws/stream?task=pain&fps=1e9", "fps must be a number"),
 ])
 def test_ws_1008_unknown_task_or_model(client, url: str, words: str) -> None:
     with client.websocket_connect(url) as ws:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from service.core.schemas import StreamResult
-from tests.service.conftest import T, encode_jpeg, shifted
+from tests.service.conftest import FRAME_RATE, T, encode_jpeg, shifted
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +49,35 @@ def test_one_result_per_frame_with_smoothing_and_tracking(client, frames: list[b
     # the tracked box follows the face: it moves 2 px per frame
     xs = [r["face"]["box"][0] for r in results[:5]]
     assert np.diff(xs) == pytest.approx([2, 2, 2, 2], abs=1.5)
+
+
+def _last_prediction(client, url: str, frames: list[bytes]) -> tuple[list[float], list[dict]]:
+    with client.websocket_connect(url) as ws:
+        results = []
+        for f in frames:
+            ws.send_bytes(f)
+            results.append(ws.receive_json())
+    assert all(r["type"] == "result" and r["face_detected"] for r in results), results
+    return results[-1]["prediction"]["probabilities"], results
+
+
+def test_the_window_samples_the_stream_at_the_models_frame_rate(client, face_rgb: np.ndarray) -> None:
+    # frames that differ in colour and light, so that which of them the window holds changes the prediction
+    grey = np.repeat(face_rgb.mean(2, keepdims=True), 3, axis=2)
+    looks = [face_rgb, face_rgb[..., ::-1], grey * 0.6, face_rgb[..., [1, 2, 0]], np.clip(grey * 1.3, 0, 255)]
+    frames = [encode_jpeg(np.ascontiguousarray(x).astype(np.uint8)) for x in looks]
+    stride = 2
+    fps = stride * FRAME_RATE  # sent twice as fast as the model's window is sampled: every other frame joins it
+    sampled, results = _last_prediction(client, f"/ws/stream?task=pain&fps={fps}", frames)
+    assert sampled == pytest.approx(_last_prediction(client, "/ws/stream?task=pain", frames[::stride])[0], abs=1e-4)
+    # the frames in between are answered too, over the window so far followed by themselves
+    between = results[3]["prediction"]["probabilities"]
+    assert between == pytest.approx(_last_prediction(client, "/ws/stream?task=pain", frames[0:4:2] + frames[3:4])[0],
+                                    abs=1e-4)
+    every, _ = _last_prediction(client, "/ws/stream?task=pain", frames)  # without fps: every frame joins the window
+    assert np.abs(np.subtract(every, sampled)).max() > 1e-3, (every, sampled)  # 10x the tolerance above
+    at_rate, _ = _last_prediction(client, f"/ws/stream?task=pain&fps={FRAME_RATE}", frames)  # stride 1
+    assert at_rate == pytest.approx(every, abs=1e-6)
 
 
 def test_first_frame_of_a_stream_equals_rest(client, face_jpeg: bytes) -> None:
@@ -152,6 +181,7 @@ def test_summary_log_line_without_frame_bytes(client, face_jpeg: bytes, caplog: 
     line = json.loads(JsonFormatter().format(summary))
     assert line["received"] == 3 and line["processed"] == 3 and line["dropped"] == 0 and line["faces"] == 3
     assert line["task"] == "pain" and len(line["stream_id"]) == 12 and line["closed_by"] == "client"
+    assert line["window_stride"] == 1  # no ?fps=: every frame joins the window
     text = "\n".join(JsonFormatter().format(r) for r in caplog.records)
     assert face_jpeg[100:140].hex() not in text and repr(face_jpeg[100:140])[2:-1] not in text
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import socket
 import subprocess
 import sys
@@ -18,7 +19,7 @@ import pytest
 from websockets.sync.server import serve
 
 from service.client import command
-from tests.service.conftest import LiveServer, make_settings, shifted, write_mp4
+from tests.service.conftest import FRAME_RATE, LiveServer, make_settings, shifted, write_mp4
 
 ROOT = Path(__file__).resolve().parents[2]
 FRAMES = 50  # 2 s at 25 fps
@@ -90,13 +91,21 @@ def test_a_wider_window_lets_the_server_drop_frames(live_server: LiveServer, fac
     assert all(-1 <= m["smoothed"]["valence"] <= 1 for m in messages if m["smoothed"])
 
 
-def test_a_file_plays_at_its_own_speed_sampled_to_fps(live_server: LiveServer, face_video: Path, capsys) -> None:
-    assert stream(face_video, "--url", live_server.ws, "--json", "--fps", "10") == 0
+def test_a_file_plays_at_its_own_speed_sampled_to_fps(live_server: LiveServer, face_video: Path, capsys,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="service.streams.session"):
+        assert stream(face_video, "--url", live_server.ws, "--json", "--fps", "10") == 0
+        deadline = time.monotonic() + 5
+        while not (summaries := [r for r in caplog.records if getattr(r, "event", None) == "stream_summary"]):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
     messages, summary = json_lines(capsys.readouterr().out)
     check_accounting(messages, summary)
     assert summary["frames_read"] == FRAMES
     assert 19 <= summary["sent"] + summary["skipped"] <= 21  # 2 s at 10 fps
     assert 1.7 <= summary["duration_s"] <= 4.0
+    # the client says it sends 10 frames/s: the server's window takes every 2nd frame (the test models' 5 fps)
+    assert summaries[-1].window_stride == round(10 / FRAME_RATE) == 2
 
 
 def test_text_output_is_a_table_and_a_summary(live_server: LiveServer, face_video: Path, capsys) -> None:
