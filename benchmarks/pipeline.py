@@ -26,6 +26,7 @@ import numpy as np
 from benchmarks.common import BenchContext, latency_stats, target, time_calls
 
 if TYPE_CHECKING:
+    from pkdot_contract.preprocessing.face import FaceBox
     from service.faces.tracker import FaceTracker
 
 NAME = "pipeline"
@@ -33,6 +34,7 @@ STREAM_FPS = 15.0
 GAP_S = 0.01  # idle time before each paced stage call (long enough for an idle CPU to sleep)
 PACED_CALLS, PACED_CALLS_QUICK = 150, 30
 CHAIN_STEPS = ("decode", "face", "preprocess", "inference", "postprocess")  # one frame's path, in order
+DETECT_INTERVALS = (1, 3, 5, 8, 10, 15)  # the tracking trade-off: detection every N frames
 
 
 @dataclass
@@ -212,15 +214,16 @@ def run(ctx: BenchContext) -> dict:
         chain_steps = {name: latency_stats(v) for name, v in chain.steps.items()}
         t_chain_paced = chain.run(paced_calls, 1.0 / STREAM_FPS)
         handoff = _handoff(paced_calls)
+        tracking = _tracking(b)
     finally:
         b.detectors.close()
     return _result(b, stages, paced, latency_stats(t_chain), chain_steps, latency_stats(t_chain_paced), handoff,
-                   {"threads": ctx.n_threads, "detect_every": b.settings.detect_every, **timing,
+                   tracking, {"threads": ctx.n_threads, "detect_every": b.settings.detect_every, **timing,
                     "paced_gap_s": GAP_S, "stream_fps": STREAM_FPS})
 
 
 def _result(b: _Bench, stages: dict, paced: dict, chain: dict, chain_steps: dict, chain_paced: dict, handoff: dict,
-            settings: dict) -> dict:
+            tracking: list[dict], settings: dict) -> dict:
     stage_sum = sum(stages[s]["mean_ms"] for s in CHAIN_STEPS)
     paced_sum = sum(paced[s]["mean_ms"] for s in CHAIN_STEPS)
     ratio, ratio_paced = chain["mean_ms"] / stage_sum, chain_paced["mean_ms"] / paced_sum
@@ -233,11 +236,69 @@ def _result(b: _Bench, stages: dict, paced: dict, chain: dict, chain_steps: dict
             "chain": chain, "chain_paced": chain_paced, "chain_over_sum": round(ratio, 4),
             "chain_steps": chain_steps,
             "chain_step_over_alone": {k: round(v["mean_ms"] / stages[k]["mean_ms"], 3) for k, v in chain_steps.items()},
-            "chain_paced_over_paced_sum": round(ratio_paced, 4), "thread_handoff": handoff,
+            "chain_paced_over_paced_sum": round(ratio_paced, 4), "thread_handoff": handoff, "tracking": tracking,
             "targets": [target("in-process chain per frame / sum of stages, back to back (mean)", ratio, 1.3, "x"),
                         target("in-process chain per frame / sum of stages, paced as a 15 fps stream (mean)",
                                ratio_paced, 1.3, "x")],
             "settings": settings}
+
+
+def _iou(a: FaceBox, b: FaceBox) -> float:
+    w = min(a.x + a.w, b.x + b.w) - max(a.x, b.x)
+    h = min(a.y + a.h, b.y + b.h) - max(a.y, b.y)
+    inter = max(w, 0.0) * max(h, 0.0)
+    return inter / (a.area + b.area - inter)
+
+
+def _outputs(b: _Bench, boxes: list) -> np.ndarray:
+    """What the stream reports per frame for faces at `boxes` (a frame without one keeps the last face seen): the
+    expected pain level (N,) or valence and arousal (N, 2), over a window of the frames so far."""
+    from pkdot_contract.preprocessing.crop import crop_face, to_model_input
+
+    window, last, out = b.manifest.preprocessing.window, b.boxes[b.first], []
+    crops = []
+    for rgb, box in zip(b.rgbs, boxes, strict=True):
+        last = box or last
+        crops.append(to_model_input(crop_face(rgb, last, b.spec), b.spec))
+    emb = b.sessions["encoder"].run(["embedding"], {"frames": np.stack(crops)})[0]  # (N, D)
+    for i in range(len(emb)):
+        seen = emb[max(i - window + 1, 0):i + 1]
+        outputs = b.head(np.concatenate([np.repeat(seen[:1], window - len(seen), 0), seen])[None])  # (1, T, D)
+        if b.manifest.task == "pain":
+            logits = outputs["logits"][0]
+            p = np.exp(logits - logits.max())
+            out.append(float((p / p.sum()) @ np.arange(len(p))))
+        else:
+            out.append(outputs["va"][0])
+    return np.asarray(out)
+
+
+def _tracking(b: _Bench) -> list[dict]:
+    """Detect-then-track at several detection intervals against detection on every frame (the reference): how
+    far the boxes and the model's outputs move from the reference, and what finding the face costs per frame."""
+    from service.faces.tracker import FaceTracker
+
+    reference = _outputs(b, b.boxes)
+    spread = float(np.abs(np.diff(reference, axis=0)).mean())  # the outputs' own change from frame to frame
+    rows = []
+    for every in DETECT_INTERVALS:
+        tracker = FaceTracker(b.detectors, every, b.settings.track_min_score)
+        boxes, seconds = [], []
+        for rgb in b.rgbs:
+            t0 = time.perf_counter()
+            boxes.append(tracker(rgb)[0])
+            seconds.append(time.perf_counter() - t0)
+        ious = np.array([_iou(a, r) for a, r in zip(boxes, b.boxes, strict=True) if a and r])
+        found = [a is not None for a in boxes]
+        delta = np.abs(_outputs(b, boxes) - reference)
+        rows.append({"detect_every": every, "face_ms_per_frame": round(1000.0 * float(np.mean(seconds)), 4),
+                     "detections": tracker.detections, "frames": len(boxes),
+                     "faces_found": round(float(np.mean(found)), 4),
+                     "iou_mean": round(float(ious.mean()), 4), "iou_p5": round(float(np.percentile(ious, 5)), 4),
+                     "output_abs_diff_mean": round(float(delta.mean()), 5),
+                     "output_abs_diff_p95": round(float(np.percentile(delta, 95)), 5),
+                     "output_frame_to_frame_change": round(spread, 5)})
+    return rows
 
 
 def _handoff(calls: int) -> dict:
@@ -285,5 +346,10 @@ def table(result: dict) -> list[str]:
     h = result["thread_handoff"]
     lines.append(f"asyncio -> thread pool -> asyncio hand-off: {h['back_to_back']['mean_ms']:.3f} ms back to back, "
                  f"{h['paced']['mean_ms']:.3f} ms paced")
+    for t in result.get("tracking", []):
+        lines.append(f"detect every {t['detect_every']:2d}: face {t['face_ms_per_frame']:.3f} ms/frame, "
+                     f"{t['detections']} detections, box IoU {t['iou_mean']:.3f} (p5 {t['iou_p5']:.3f}) vs detecting "
+                     f"every frame, output difference {t['output_abs_diff_mean']:.4f} "
+                     f"(p95 {t['output_abs_diff_p95']:.4f})")
     return lines
 

@@ -139,6 +139,15 @@ def pipeline(r: dict) -> list[str]:
     if "chain_paced" in r:
         out[-1] += (f" Paced as a 15 fps stream: sum {r['sum_of_stages_paced_ms']:.3f} ms, chain "
                     f"{r['chain_paced']['mean_ms']:.3f} ms (**{r['chain_paced_over_paced_sum']:.2f}x**).")
+    if r.get("tracking"):
+        t = r["tracking"]
+        what = "expected pain level, 0-4" if r["model"].startswith("pain") else "valence and arousal"
+        out += ["", f"Detect-then-track against detection on every frame ({t[0]['frames']} frames; the model's output: "
+                f"{what}; its own mean change from one frame to the next: {t[0]['output_frame_to_frame_change']:.4f}):",
+                "", "| detect every | face ms per frame | detections | box IoU mean | IoU 5th percentile | output "
+                "difference mean | p95 |", "|---:|---:|---:|---:|---:|---:|---:|"]
+        out += [f"| {x['detect_every']} | {x['face_ms_per_frame']:.3f} | {x['detections']} | {x['iou_mean']:.3f} | "
+                f"{x['iou_p5']:.3f} | {x['output_abs_diff_mean']:.4f} | {x['output_abs_diff_p95']:.4f} |" for x in t]
     return out
 
 

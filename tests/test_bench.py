@@ -77,6 +77,12 @@ def test_quick_pipeline_and_training(tmp_path: Path) -> None:
     assert all(s["median_ms"] > 0 for s in stages.values())
     assert pipe["sum_of_stages_ms"] == pytest.approx(sum(stages[s]["mean_ms"] for s in pipe["sum_over"]), rel=1e-3)
     assert pipe["chain"]["calls"] >= 20 and pipe["chain_over_sum"] > 0
+    tracking = {t["detect_every"]: t for t in pipe["tracking"]}  # detect-then-track against detecting every frame
+    every = tracking[1]
+    assert every["detections"] == every["frames"] and every["iou_mean"] == 1.0 and every["output_abs_diff_mean"] == 0
+    assert max(tracking) >= 10 and tracking[max(tracking)]["detections"] < every["detections"] / 5
+    for t in tracking.values():
+        assert 0.5 < t["iou_p5"] <= t["iou_mean"] <= 1.0 and t["faces_found"] > 0.9
     training = json.loads((out / "training.json").read_text())
     assert training["make_models"] is None and "make-models.sh" in training["note"]  # no log given: said so
     assert training["tnet"] is None  # the quick mode trains nothing
