@@ -59,7 +59,7 @@ class Settings(BaseSettings):
     preprocess_threads: int = Field(0, ge=0, le=64)  # decode/detect/crop threads, streams and REST each; 0: 1/core
     detector_workers: int = Field(2, ge=1, le=32)  # MediaPipe detectors (each is used by one thread at a time)
     face_min_score: float = Field(0.5, gt=0, lt=1)
-    detect_every: int = Field(5, ge=1, le=1000)  # streams: full detection every N frames, tracking between
+    detect_every: int = Field(10, ge=1, le=1000)  # streams: full detection every N frames, tracking between
     track_min_score: float = Field(0.6, gt=0, le=1)  # tracking below this correlation re-detects at once
     stream_reduced_decode: bool = True  # streams: decode at half size when the face is large enough
 

@@ -44,7 +44,7 @@ class FaceTracker:
     loop): what that frame finds is then not kept, so the face the reset forgot does not come back.
     """
 
-    def __init__(self, detectors: DetectorPool, detect_every: int = 5, min_score: float = 0.6) -> None:
+    def __init__(self, detectors: DetectorPool, detect_every: int = 10, min_score: float = 0.6) -> None:
         self.detectors, self.detect_every, self.min_score = detectors, detect_every, min_score
         self.detections = 0
         self.tracked = 0

@@ -44,8 +44,8 @@ def test_one_result_per_frame_with_smoothing_and_tracking(client, frames: list[b
         expected = np.mean(probs[max(0, i - T + 1) : i + 1], axis=0)
         np.testing.assert_allclose(r["smoothed"]["probabilities"], expected, atol=1e-9)
         assert r["ts"] == pytest.approx(time.time(), abs=60) and r["timings_ms"]["total"] > 0
-    # detect-then-track (detect_every=5): frames 1-4 are tracked, frame 5 detected again
-    assert [r["face"]["tracked"] for r in results] == [False, True, True, True, True, False, True]
+    # detect-then-track (detect_every=10 by default): the first frame is detected, the next ones are tracked
+    assert [r["face"]["tracked"] for r in results] == [False] + [True] * (T + 2)
     # the tracked box follows the face: it moves 2 px per frame
     xs = [r["face"]["box"][0] for r in results[:5]]
     assert np.diff(xs) == pytest.approx([2, 2, 2, 2], abs=1.5)
@@ -225,8 +225,10 @@ def test_half_size_decoding_keeps_the_predictions(client, settings_factory, fram
         np.testing.assert_allclose(h["face"]["box"], f["face"]["box"], atol=4.0)
         np.testing.assert_allclose(h["prediction"]["probabilities"], f["prediction"]["probabilities"], atol=0.05)
     assert half[0]["prediction"] == full[0]["prediction"]  # the first frame, before any face is known, is full size
-    assert [h["face"]["box"] for h in half[:5]] == [f["face"]["box"] for f in full[:5]]  # full size until frame 5
-    assert all(h["face"]["box"] != f["face"]["box"] for h, f in zip(half[5:], full[5:], strict=True))  # half size
+    n = client.app.state.ctx.settings.detect_every  # full size until the second detection, half size from there
+    assert n < len(half)
+    assert [h["face"]["box"] for h in half[:n]] == [f["face"]["box"] for f in full[:n]]
+    assert all(h["face"]["box"] != f["face"]["box"] for h, f in zip(half[n:], full[n:], strict=True))
 
 
 def test_inline_inference_answers_as_the_batchers_do(client, settings_factory, frames: list[bytes]) -> None:
