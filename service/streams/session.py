@@ -4,8 +4,9 @@ A session runs two tasks. The receiver reads every message as it arrives: a bina
 (`FrameSlot`: a frame still waiting there is dropped and counted, the newest frame wins, so a slow server or a fast
 client never builds a queue), a text message is a JSON control message handled at once. The processor takes the
 slot's frame, decodes it, finds the face (detect-then-track), crops it, runs the encoder and the temporal head
-through the shared batchers, and sends one result. Per connection the memory is bounded: one waiting frame, one in
-process, and the window of the last T embeddings.
+through the shared batchers (or in its own thread: inline), and sends one result. Per connection the memory is
+bounded: one waiting frame, one in process, and the window of T embeddings. The window samples the stream at the
+model's frame rate when the client gives its own (`?fps=`, see `window_stride`), else it takes every frame.
 
 Control messages (JSON text):
     {"type": "ping", "id": "a"}                 -> {"type": "pong", "id": ..., "ts": ...} (id: string, number, null)
