@@ -254,6 +254,7 @@ def _outputs(b: _Bench, boxes: list) -> np.ndarray:
     """What the stream reports per frame for faces at `boxes` (a frame without one keeps the last face seen): the
     expected pain level (N,) or valence and arousal (N, 2), over a window of the frames so far."""
     from pkdot_contract.preprocessing.crop import crop_face, to_model_input
+    from service.inference.predictor import pain_fields, softmax
 
     window, last, out = b.manifest.preprocessing.window, b.boxes[b.first], []
     crops = []
@@ -264,10 +265,9 @@ def _outputs(b: _Bench, boxes: list) -> np.ndarray:
     for i in range(len(emb)):
         seen = emb[max(i - window + 1, 0):i + 1]
         outputs = b.head(np.concatenate([np.repeat(seen[:1], window - len(seen), 0), seen])[None])  # (1, T, D)
-        if b.manifest.task == "pain":
-            logits = outputs["logits"][0]
-            p = np.exp(logits - logits.max())
-            out.append(float((p / p.sum()) @ np.arange(len(p))))
+        if b.manifest.task == "pain":  # what a stream reports (service.inference.predictor)
+            fields = pain_fields(softmax(outputs["logits"][0].tolist()), list(b.manifest.outputs.labels or []))
+            out.append(fields["expected_level"])
         else:
             out.append(outputs["va"][0])
     return np.asarray(out)
